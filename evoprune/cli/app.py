@@ -1,0 +1,55 @@
+"""The `evoprune` console script: one Typer app; each command lives in its own module and is registered here.
+
+Bad input never shows a traceback: `EvopruneError` and Click's usage errors become one line on stderr and
+exit code 2.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+import typer
+
+from evoprune.errors import EvopruneError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Discover, apply and evaluate pruning metrics for large language models.",
+)
+
+
+# Each command module exposes `register(app)`. Add a module here when it adds commands.
+COMMAND_MODULES = ("evoprune.cli.commands_core",)
+
+
+def _register() -> None:
+    import importlib
+
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(app)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; return the exit code (0 ok, 2 bad input, 1 unexpected failure)."""
+    _register()
+    try:
+        result = app(args=argv, standalone_mode=False, prog_name="evoprune")
+    except EvopruneError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.exceptions.Abort:
+        print("error: aborted", file=sys.stderr)
+        return 1
+    except click.ClickException as exc:
+        print(f"error: {exc.format_message()}", file=sys.stderr)
+        return 2
+    return result if isinstance(result, int) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,93 @@
+"""Masks from scores: the ONE place where weights are ranked and selected.
+
+Tie rule (used by prune, search and export alike): scores are ranked with a stable ascending sort, so among
+equal scores the weight with the lower index inside its comparison group is pruned first. The embedded model is
+4-bit, so |W| alone ties often (REFERENCE.md); this rule makes every result reproducible.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import torch
+
+from evoprune.errors import EvopruneError
+
+GROUPS = ("row", "layer")
+
+
+@dataclass(frozen=True)
+class Pattern:
+    """`unstructured`, or N:M = at most N kept weights in every M consecutive inputs (NVIDIA's 2:4)."""
+
+    n: int = 0
+    m: int = 0
+
+    @property
+    def structured(self) -> bool:
+        return self.m > 0
+
+    @property
+    def sparsity(self) -> float:
+        return 1.0 - self.n / self.m if self.structured else float("nan")
+
+    def __str__(self) -> str:
+        return f"{self.n}:{self.m}" if self.structured else "unstructured"
+
+
+def parse_pattern(text: str) -> Pattern:
+    if text == "unstructured":
+        return Pattern()
+    match = re.fullmatch(r"(\d+):(\d+)", text.strip())
+    if not match:
+        raise EvopruneError(f"unknown pattern {text!r} (use unstructured or N:M such as 2:4)")
+    n, m = int(match.group(1)), int(match.group(2))
+    if not 0 < n < m:
+        raise EvopruneError(f"pattern {text!r} needs 0 < N < M")
+    return Pattern(n, m)
+
+
+def check_sparsity(sparsity: float, pattern: Pattern) -> float:
+    """The sparsity a prune will reach; rejects values outside [0, 1) or that contradict an N:M pattern."""
+    if pattern.structured:
+        if sparsity is not None and abs(sparsity - pattern.sparsity) > 1e-9:
+            raise EvopruneError(
+                f"sparsity {sparsity} contradicts pattern {pattern} (which implies {pattern.sparsity:g})"
+            )
+        return pattern.sparsity
+    if sparsity is None or not 0.0 <= sparsity < 1.0:
+        raise EvopruneError(f"sparsity must be in [0, 1), got {sparsity}")
+    return sparsity
+
+
+def _prune_lowest(scores: torch.Tensor, k: int) -> torch.Tensor:
+    """Keep-mask along the last dim that drops the k lowest scores (stable: lower index dropped first)."""
+    mask = torch.ones_like(scores, dtype=torch.bool)
+    if k > 0:
+        order = torch.sort(scores, dim=-1, stable=True).indices
+        mask.scatter_(-1, order[..., :k], False)
+    return mask
+
+
+def select_mask(scores: torch.Tensor, sparsity: float, pattern: Pattern, group: str = "row") -> torch.Tensor:
+    """Boolean keep-mask shaped like `scores` [out, in].
+
+    unstructured: exactly floor(sparsity * group size) pruned per output row (`group="row"`, Wanda's group) or per
+    matrix (`group="layer"`). N:M: M-N pruned in every M consecutive weights along the input dimension.
+    """
+    if scores.dim() != 2:
+        raise ValueError(f"scores must be 2-D [out, in], got shape {tuple(scores.shape)}")
+    if torch.isnan(scores).any():
+        raise ValueError("scores contain NaN")
+    rows, cols = scores.shape
+    if pattern.structured:
+        if cols % pattern.m:
+            raise EvopruneError(f"pattern {pattern}: input width {cols} is not divisible by {pattern.m}")
+        grouped = scores.reshape(rows, cols // pattern.m, pattern.m)
+        return _prune_lowest(grouped, pattern.m - pattern.n).reshape(rows, cols)
+    if group == "row":
+        return _prune_lowest(scores, int(sparsity * cols))
+    if group == "layer":
+        return _prune_lowest(scores.reshape(1, -1), int(sparsity * scores.numel())).reshape(rows, cols)
+    raise EvopruneError(f"unknown group {group!r} (use {', '.join(GROUPS)})")

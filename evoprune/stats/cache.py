@@ -1,0 +1,58 @@
+"""On-disk cache of dense statistics, keyed by everything they depend on."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable
+from dataclasses import asdict
+
+import torch
+
+from evoprune.data.tokens import CalibSpec
+from evoprune.model.layers import prunable_layers
+from evoprune.model.loading import cache_dir
+from evoprune.stats.collect import LayerStats, collect_dense_stats
+
+_VERSION = 1  # bump when the definition of a leaf changes
+
+
+def model_fingerprint(model: torch.nn.Module) -> str:
+    """Hash of the first and last prunable weights plus shapes: tells apart models sharing a name."""
+    layers = list(prunable_layers(model).values())
+    digest = hashlib.sha256()
+    for ref in (layers[0], layers[-1]):
+        w = ref.weight().detach().float().cpu().contiguous()
+        digest.update(str(tuple(w.shape)).encode())
+        digest.update(w.numpy().tobytes())
+    digest.update(str(len(layers)).encode())
+    return digest.hexdigest()[:16]
+
+
+def stats_key(model: torch.nn.Module, calib: CalibSpec, with_hessian: bool, with_grad: bool) -> str:
+    fields = {"v": _VERSION, "model": model_fingerprint(model), "calib": asdict(calib),
+              "dtype": str(next(model.parameters()).dtype), "hessian": with_hessian, "grad": with_grad}
+    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:20]
+
+
+def cached_dense_stats(
+    model: torch.nn.Module,
+    windows: torch.Tensor,
+    calib: CalibSpec,
+    with_hessian: bool = False,
+    with_grad: bool = False,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> dict[str, LayerStats]:
+    """`collect_dense_stats`, read from / written to `<cache>/stats/<key>.pt` (atomic write)."""
+    path = cache_dir() / "stats" / f"{stats_key(model, calib, with_hessian, with_grad)}.pt"
+    if path.is_file():
+        raw = torch.load(path, weights_only=True)
+        return {key: LayerStats(**fields) for key, fields in raw.items()}
+    stats = collect_dense_stats(model, windows, with_hessian, with_grad, progress)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    torch.save({key: {k: v.cpu() if v is not None else None for k, v in vars(st).items()}
+                for key, st in stats.items()}, tmp)
+    os.replace(tmp, path)
+    return stats
