@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import sys
 
-import click
 import typer
 
 from evoprune.errors import EvopruneError
@@ -40,13 +39,14 @@ def main(argv: list[str] | None = None) -> int:
     except EvopruneError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except click.exceptions.Exit as exc:
+    except typer.Exit as exc:
         return exc.exit_code
-    except click.exceptions.Abort:
+    except typer.Abort:
         print("error: aborted", file=sys.stderr)
         return 1
-    except click.ClickException as exc:
-        print(f"error: {exc.format_message()}", file=sys.stderr)
+    except typer.TyperException as exc:  # Click usage errors: unknown option, bad type, missing value
+        message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+        print(f"error: {message}", file=sys.stderr)
         return 2
     return result if isinstance(result, int) else 0
 

@@ -49,7 +49,7 @@ def sparsity_for(spec: SparsitySpec, key: str, block: int, pattern: Pattern) -> 
 
 
 @torch.no_grad()
-def prune_layer(ref: LinearRef, stats: LayerStats, method: Method, sparsity: float, pattern: Pattern,
+def prune_layer(ref: LinearRef, stats: LayerStats | None, method: Method, sparsity: float, pattern: Pattern,
                 group: str) -> torch.Tensor:
     """Prune one layer in place; returns its keep-mask [out, in]."""
     weight = ref.weight()
@@ -71,12 +71,12 @@ def _report(key: str, mask: torch.Tensor) -> LayerReport:
 
 def prune_with_stats(model: torch.nn.Module, stats: Mapping[str, LayerStats], method: Method,
                      sparsity: SparsitySpec, pattern: Pattern, group: str = "row") -> list[LayerReport]:
-    """Dense mode: prune every layer from precomputed statistics."""
+    """Dense mode: prune every layer from precomputed statistics (none needed for weight-only metrics)."""
     reports = []
     for i, block in enumerate(decoder_blocks(model)):
         for ref in block_linears(block):
             key = f"{i}.{ref.name}"
-            mask = prune_layer(ref, stats[key], method, sparsity_for(sparsity, key, i, pattern), pattern, group)
+            mask = prune_layer(ref, stats.get(key), method, sparsity_for(sparsity, key, i, pattern), pattern, group)
             reports.append(_report(key, mask))
     return reports
 

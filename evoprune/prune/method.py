@@ -28,6 +28,11 @@ class Method:
         return self.is_sparsegpt or "Hinv" in self.leaves
 
     @property
+    def needs_stats(self) -> bool:
+        """False for weight-only metrics (magnitude): no calibration pass is needed at all."""
+        return self.is_sparsegpt or set(self.leaves) != {"W"}
+
+    @property
     def needs_grad(self) -> bool:
         return "G" in self.leaves
 
@@ -39,10 +44,13 @@ def builtin_method(name: str, seqlen: int) -> Method:
     return Method(name, metric_function(name, seqlen), metric_leaves(name))
 
 
-def layer_leaves(weight: torch.Tensor, stats: LayerStats) -> dict[str, torch.Tensor]:
-    """Leaves of one layer in float32 on the weight's device, shaped per CONTRACTS.md."""
+def layer_leaves(weight: torch.Tensor, stats: LayerStats | None) -> dict[str, torch.Tensor]:
+    """Leaves of one layer in float32 on the weight's device, shaped per CONTRACTS.md (only W without stats)."""
     device = weight.device
-    leaves = {"W": weight.detach().float(), "X": stats.X.to(device).float().unsqueeze(0)}
+    leaves = {"W": weight.detach().float()}
+    if stats is None:
+        return leaves
+    leaves["X"] = stats.X.to(device).float().unsqueeze(0)
     if stats.Hinv is not None:
         leaves["Hinv"] = stats.Hinv.to(device).float().unsqueeze(0)
     if stats.G is not None:

@@ -1,0 +1,145 @@
+"""`evoprune prune | eval | baselines`: thin wrappers over `evoprune.jobs`. Inputs are validated before the
+model loads, so a typo fails in a second with one line, not after a minute."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from evoprune.cli import options as opt
+from evoprune.cli.progress import stage_progress
+from evoprune.data.text import load_text
+from evoprune.errors import EvopruneError
+from evoprune.jobs.protocol import EvalSpec
+from evoprune.model.loading import EMBEDDED_NAME, model_path
+from evoprune.prune.masks import check_sparsity, parse_pattern
+
+console = Console()
+
+
+def _check_inputs(model: str, sparsity: float | None, patterns: list[str], data: list[tuple[str, str]]) -> None:
+    for pattern in patterns:
+        parsed = parse_pattern(pattern)
+        check_sparsity(None if parsed.structured and sparsity is None else sparsity, parsed)
+    for name, split in data:
+        load_text(name, split)
+    if model != EMBEDDED_NAME:  # the embedded model is converted on first load; others resolve cheaply
+        model_path(model)
+
+
+def _write_json(path: Path | None, payload: dict | list) -> None:
+    if path is not None:
+        path.write_text(json.dumps(payload, indent=2) + "\n")
+
+
+def _eval_spec(data: str, seqlen: int, max_tokens: int) -> EvalSpec:
+    if seqlen < 2:
+        raise EvopruneError(f"--eval-seqlen must be >= 2, got {seqlen}")
+    if max_tokens < 0:
+        raise EvopruneError(f"--max-eval-tokens must be >= 0, got {max_tokens}")
+    return EvalSpec(data, seqlen, max_tokens or None)
+
+
+def prune(
+    metric: str = typer.Option("wanda", "--metric", help="Built-in metric: magnitude, wanda, ria, gblm, "
+                               "pruner-zero, sparsegpt."),
+    sparsity: float = typer.Option(None, "--sparsity", help="Target sparsity in [0,1) (implied by N:M)."),
+    pattern: str = typer.Option("unstructured", "--pattern", help="unstructured or N:M (e.g. 2:4)."),
+    group: str = typer.Option("row", "--group", help="unstructured comparison group: row (Wanda) or layer."),
+    mode: str = typer.Option("sequential", "--mode", help="sequential (Wanda/SparseGPT) or dense statistics."),
+    out: Path = typer.Option(..., "--out", help="Output directory (a Hugging Face model directory)."),
+    force: bool = typer.Option(False, "--force", help="Overwrite a non-empty --out."),
+    model: str = opt.Model, device: str = opt.Device, dtype: str = opt.Dtype, calib: str = opt.Calib,
+    nsamples: int = opt.NSamples, seqlen: int = opt.SeqLen, seed: int = opt.Seed,
+) -> None:
+    """Prune a model and save it (safetensors) with report.json."""
+    from evoprune.jobs.prune import PruneSpec, claim_output_dir, prune_job, resolve_method
+
+    if sparsity is None and not parse_pattern(pattern).structured:
+        sparsity = 0.5
+    spec = PruneSpec(metric, sparsity, pattern, group, mode)
+    spec.validate()
+    resolve_method(metric, seqlen)
+    _check_inputs(model, sparsity, [pattern], [(calib, "calib")])
+    calib_spec = opt.calib_spec(calib, nsamples, seqlen, seed)
+    if out.exists() and any(out.iterdir()) and not force:
+        claim_output_dir(out, force)  # raises the one-line error
+    loaded = opt.load(model, device, dtype)
+    with stage_progress() as progress:
+        report = prune_job(loaded, spec, calib_spec, out, force, progress)
+    console.print(f"pruned {metric} {pattern}: sparsity {report['sparsity']['overall']:.4f} "
+                  f"in {report['seconds']['prune']:.1f}s -> {out}")
+
+
+def evaluate(
+    model: str = opt.Model,
+    data: str = typer.Option("wikitext2", "--data", help="Evaluation data (test split): name or text file."),
+    seqlen: int = opt.EvalSeqLen, max_tokens: int = opt.MaxEvalTokens,
+    json_path: Path = typer.Option(None, "--json", help="Also write the result as JSON."),
+    device: str = opt.Device, dtype: str = opt.Dtype,
+) -> None:
+    """Perplexity over non-overlapping windows of the evaluation split."""
+    from evoprune.jobs.evaluate import evaluate_job
+
+    spec = _eval_spec(data, seqlen, max_tokens)
+    _check_inputs(model, None, [], [(data, "eval")])
+    loaded = opt.load(model, device, dtype)
+    with stage_progress() as progress:
+        result = evaluate_job(loaded, spec, progress)
+    _write_json(json_path, result)
+    console.print(f"perplexity {result['perplexity']:.3f} on {result['tokens']} tokens "
+                  f"(prunable sparsity {result['sparsity']:.4f}, {result['seconds']:.1f}s)")
+
+
+def baselines(
+    sparsity: float = typer.Option(0.5, "--sparsity", help="Unstructured target sparsity."),
+    patterns: list[str] = typer.Option(None, "--pattern", help="Repeat: unstructured, 2:4, 4:8, ..."),
+    methods: list[str] = typer.Option(None, "--method", help="Repeat to restrict (default: all built-ins)."),
+    mode: str = typer.Option("sequential", "--mode", help="sequential or dense statistics."),
+    group: str = typer.Option("row", "--group", help="unstructured comparison group: row or layer."),
+    json_path: Path = typer.Option(None, "--json", help="Also write rows + protocol as JSON."),
+    model: str = opt.Model, device: str = opt.Device, dtype: str = opt.Dtype, calib: str = opt.Calib,
+    nsamples: int = opt.NSamples, seqlen: int = opt.SeqLen, seed: int = opt.Seed,
+    eval_data: str = opt.EvalData, eval_seqlen: int = opt.EvalSeqLen, max_tokens: int = opt.MaxEvalTokens,
+) -> None:
+    """Dense and every built-in metric: perplexity, achieved sparsity, seconds."""
+    from evoprune.jobs.baselines import run_baselines
+    from evoprune.jobs.prune import PruneSpec, resolve_method
+    from evoprune.prune.metrics import BUILTIN_METRICS
+
+    patterns = patterns or ["unstructured", "2:4"]
+    methods = methods or list(BUILTIN_METRICS)
+    PruneSpec("wanda", sparsity, "unstructured", group, mode).validate()
+    for name in methods:
+        resolve_method(name, seqlen)
+    _check_inputs(model, sparsity, patterns, [(calib, "calib"), (eval_data, "eval")])
+    check_sparsity(sparsity, parse_pattern("unstructured"))
+    calib_spec = opt.calib_spec(calib, nsamples, seqlen, seed)
+    eval_spec = _eval_spec(eval_data, eval_seqlen, max_tokens)
+    loaded = opt.load(model, device, dtype)
+    with stage_progress() as progress:
+        result = run_baselines(loaded, sparsity, patterns, calib_spec, eval_spec, methods, mode, group, progress,
+                               on_row=lambda r: console.print(
+                                   f"  {r['method']:<12} {r['pattern']:<13} ppl {r['perplexity']:9.2f}"))
+    _write_json(json_path, result)
+    console.print(baselines_table(result["rows"]))
+
+
+def baselines_table(rows: list[dict]) -> Table:
+    table = Table(title="evoprune baselines")
+    for column in ("method", "pattern", "sparsity", "perplexity", "prune s", "eval s"):
+        table.add_column(column, justify="left" if column in ("method", "pattern") else "right")
+    for r in rows:
+        table.add_row(r["method"], r["pattern"], f"{r['sparsity']:.4f}", f"{r['perplexity']:.2f}",
+                      f"{r['seconds']:.1f}", f"{r['eval_seconds']:.1f}")
+    return table
+
+
+def register(app: typer.Typer) -> None:
+    app.command("prune")(prune)
+    app.command("eval")(evaluate)
+    app.command("baselines")(baselines)

@@ -1,0 +1,34 @@
+"""Options shared by several commands, so each is spelled and documented once."""
+
+from __future__ import annotations
+
+import typer
+
+from evoprune.data.tokens import CalibSpec
+from evoprune.model.loading import EMBEDDED_NAME, LoadedModel, load_model
+
+Model = typer.Option(EMBEDDED_NAME, "--model", help="smollm2-135m (embedded), a local HF directory, or a hub id.")
+Device = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N.")
+Dtype = typer.Option("auto", "--dtype", help="auto (float32 on CPU, bfloat16 on GPU), float32, bfloat16, float16.")
+Calib = typer.Option("wikitext2", "--calib", help="Calibration data: wikitext2, c4, tinystories or a text file.")
+NSamples = typer.Option(32, "--nsamples", help="Number of calibration windows.")
+SeqLen = typer.Option(256, "--seqlen", help="Calibration window length in tokens.")
+Seed = typer.Option(0, "--seed", help="Seed of the calibration window draw.")
+EvalData = typer.Option("wikitext2", "--eval", help="Evaluation data (its test split): name or text file.")
+EvalSeqLen = typer.Option(512, "--eval-seqlen", help="Evaluation window length.")
+MaxEvalTokens = typer.Option(16384, "--max-eval-tokens", help="Evaluate on the first N tokens (0 = all).")
+
+
+def calib_spec(data: str, nsamples: int, seqlen: int, seed: int) -> CalibSpec:
+    spec = CalibSpec(data, nsamples, seqlen, seed)
+    spec.validate()
+    return spec
+
+
+def load(model: str, device: str, dtype: str) -> LoadedModel:
+    from evoprune.cli.progress import status
+    from evoprune.model.loading import resolve_device, resolve_dtype
+
+    resolve_dtype(dtype, resolve_device(device))  # fail before the slow load
+    with status(f"loading {model}"):
+        return load_model(model, device, dtype)

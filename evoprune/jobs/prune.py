@@ -1,0 +1,103 @@
+"""`evoprune prune`: prune a model with one method and save it as a Hugging Face directory + report.json."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from evoprune.data.tokens import CalibSpec
+from evoprune.errors import EvopruneError
+from evoprune.jobs.protocol import calib_windows, protocol_record
+from evoprune.model.loading import LoadedModel
+from evoprune.prune.apply import MODES, LayerReport, SparsitySpec, prune_sequential, prune_with_stats
+from evoprune.prune.masks import GROUPS, parse_pattern
+from evoprune.prune.method import Method, builtin_method
+from evoprune.prune.metrics import BUILTIN_METRICS
+from evoprune.stats.cache import cached_dense_stats
+
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass(frozen=True)
+class PruneSpec:
+    metric: str = "wanda"
+    sparsity: float | None = 0.5
+    pattern: str = "unstructured"
+    group: str = "row"
+    mode: str = "sequential"
+
+    def validate(self) -> None:
+        if self.group not in GROUPS:
+            raise EvopruneError(f"unknown group {self.group!r} (use {', '.join(GROUPS)})")
+        if self.mode not in MODES:
+            raise EvopruneError(f"unknown mode {self.mode!r} (use {', '.join(MODES)})")
+
+
+def resolve_method(metric: str, seqlen: int) -> Method:
+    """A built-in name. (Formula strings and exported metric files are resolved by the export layer.)"""
+    if metric in BUILTIN_METRICS:
+        return builtin_method(metric, seqlen)
+    raise EvopruneError(f"unknown metric {metric!r} (built-ins: {', '.join(BUILTIN_METRICS)})")
+
+
+def prune_loaded(loaded: LoadedModel, method: Method, spec: PruneSpec, calib: CalibSpec,
+                 sparsity: SparsitySpec | None = None, progress: Progress | None = None) -> list[LayerReport]:
+    """Prune `loaded.model` in place with `method`; returns the achieved sparsity of every layer."""
+    spec.validate()
+    pattern = parse_pattern(spec.pattern)
+    target = spec.sparsity if sparsity is None else sparsity
+    if not method.needs_stats:  # magnitude: calibration cannot change the result, skip it
+        return prune_with_stats(loaded.model, {}, method, target, pattern, spec.group)
+    windows = calib_windows(loaded, calib)
+    if spec.mode == "sequential" or method.is_sparsegpt:
+        return prune_sequential(loaded.model, windows, method, target, pattern, spec.group, progress)
+    stats = cached_dense_stats(loaded.model, windows, calib, with_hessian=False,
+                               with_grad=method.needs_grad, progress=progress)
+    return prune_with_stats(loaded.model, stats, method, target, pattern, spec.group)
+
+
+def layer_table(reports: list[LayerReport]) -> dict:
+    pruned, total = sum(r.pruned for r in reports), sum(r.total for r in reports)
+    return {"overall": pruned / total,
+            "layers": [{**asdict(r), "sparsity": r.sparsity} for r in reports]}
+
+
+def claim_output_dir(out: Path, force: bool) -> None:
+    """Refuse to overwrite a non-empty directory unless --force."""
+    if out.exists() and any(out.iterdir()):
+        if not force:
+            raise EvopruneError(f"output directory {out} exists and is not empty (use --force to overwrite)")
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def save_pruned(loaded: LoadedModel, out: Path, report: dict) -> None:
+    """A directory plain transformers loads: config, safetensors weights, tokenizer, and report.json."""
+    loaded.model.save_pretrained(out)
+    loaded.tokenizer.save_pretrained(out)
+    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+
+
+def prune_job(loaded: LoadedModel, spec: PruneSpec, calib: CalibSpec, out: Path, force: bool = False,
+              progress: Progress | None = None) -> dict:
+    """Prune and save; returns the report written to `out/report.json`."""
+    method = resolve_method(spec.metric, calib.seqlen)
+    claim_output_dir(out, force)
+    start = time.perf_counter()
+    reports = prune_loaded(loaded, method, spec, calib, progress=progress)
+    seconds = time.perf_counter() - start
+    report = {"protocol": protocol_record(loaded, calib, None), "prune": asdict(spec),
+              "sparsity": layer_table(reports), "seconds": {"prune": seconds}}
+    save_pruned(loaded, out, report)
+    return report
+
+
+def snapshot(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """A copy of the weights, to restore the dense model between prunes without reloading it."""
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
