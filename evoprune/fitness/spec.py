@@ -1,0 +1,48 @@
+"""EvalSpec: everything an Evaluator depends on, as plain values (picklable for Ray, loadable from YAML)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+from evoprune.errors import EvopruneError
+
+FITNESS_TYPES = ("layer", "block", "model")
+
+
+@dataclass(frozen=True)
+class EvalSpec:
+    model: str = "smollm2-135m"
+    device: str = "auto"
+    dtype: str = "auto"
+    calib: str = "wikitext2"
+    nsamples: int = 32
+    seqlen: int = 256
+    seed: int = 0
+    leaves: tuple[str, ...] = ("W", "X", "G", "Hinv")
+    fitness: str = "layer"
+    fitness_samples: int = 8  # calibration windows used by block/model fitness (never the test split)
+    sparsities: tuple[float, ...] = (0.5,)
+    patterns: tuple[str, ...] = ("unstructured",)
+    group: str = "row"
+    eval_data: str = "wikitext2"
+    eval_seqlen: int = 512
+    eval_max_tokens: int | None = 16384
+
+    def __post_init__(self) -> None:
+        if self.fitness not in FITNESS_TYPES:
+            raise EvopruneError(f"unknown fitness {self.fitness!r} (use {', '.join(FITNESS_TYPES)})")
+        unknown = set(self.leaves) - {"W", "X", "G", "Hinv"}
+        if unknown:
+            raise EvopruneError(f"unknown leaves {sorted(unknown)} (use W, X, G, Hinv)")
+        if not 1 <= self.fitness_samples <= self.nsamples:
+            raise EvopruneError(f"fitness_samples must be in [1, nsamples={self.nsamples}]")
+
+    @classmethod
+    def from_dict(cls, raw: dict) -> EvalSpec:
+        """Build from YAML data; unknown keys are an error naming the key."""
+        known = {f.name for f in fields(cls)}
+        extra = set(raw) - known
+        if extra:
+            raise EvopruneError(f"unknown evaluation key {sorted(extra)[0]!r} (known: {', '.join(sorted(known))})")
+        values = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()}
+        return cls(**values)

@@ -1,0 +1,67 @@
+"""The Evaluator on real weights and text: the embedded model's first 4 blocks, wikitext2 calibration."""
+
+import math
+
+import pytest
+import torch
+
+from evoprune.errors import EvopruneError
+from evoprune.fitness.errors import layer_error
+from evoprune.fitness.evaluator import Evaluator
+from evoprune.fitness.spec import EvalSpec
+
+pytestmark = pytest.mark.slow
+
+
+def spec_for(model_dir, fitness):
+    return EvalSpec(model=str(model_dir), device="cpu", dtype="float32", nsamples=8, seqlen=128,
+                    fitness=fitness, fitness_samples=4, leaves=("W", "X", "Hinv"))
+
+
+@pytest.fixture(scope="module", params=["layer", "block", "model"])
+def evaluator(request, truncated_model_dir):
+    return Evaluator(spec_for(truncated_model_dir, request.param))
+
+
+def test_wanda_reconstructs_better_than_magnitude(evaluator):
+    wanda, magnitude = evaluator.evaluate("wanda"), evaluator.evaluate("magnitude")
+    assert math.isfinite(wanda["fitness"]) and wanda["reason"] is None
+    assert 0 < wanda["fitness"] < magnitude["fitness"], (evaluator.spec.fitness, wanda, magnitude)
+
+
+def test_rank_equivalent_formulas_hit_the_mask_cache(evaluator):
+    first = evaluator.evaluate_scorer(lambda lv: lv["W"].abs() * lv["X"], "abs(W)*X")
+    again = evaluator.evaluate_scorer(lambda lv: torch.log(lv["W"].abs() * lv["X"] + 1e-30), "log(abs(W)*X)")
+    assert again["cached"] and again["mask_hash"] == first["mask_hash"] and again["fitness"] == first["fitness"]
+
+
+def test_model_is_restored_after_scoring(evaluator):
+    before = {k: ref.weight().clone() for k, ref in evaluator.layers.items()}
+    evaluator.evaluate_scorer(lambda lv: lv["W"].abs() * lv["Hinv"], "abs(W)*Hinv")
+    assert all(torch.equal(before[k], ref.weight()) for k, ref in evaluator.layers.items())
+
+
+@pytest.mark.parametrize("scorer,reason", [
+    (lambda lv: lv["W"] / 0.0, "non-finite"),
+    (lambda lv: torch.full_like(lv["W"], 3.0), "constant"),
+    (lambda lv: lv["W"][:, :3], "RuntimeError"),
+    (lambda lv: torch.log(lv["W"]), "non-finite"),
+])
+def test_bad_formulas_get_worst_fitness_and_a_reason(evaluator, scorer, reason):
+    result = evaluator.evaluate_scorer(scorer, "bad")
+    assert result["fitness"] == math.inf and reason in result["reason"]
+
+
+def test_unknown_spec_keys_are_user_errors():
+    with pytest.raises(EvopruneError, match="unknown evaluation key 'sparsty'"):
+        EvalSpec.from_dict({"sparsty": [0.5]})
+    with pytest.raises(EvopruneError, match="unknown fitness"):
+        EvalSpec(fitness="ppl")
+
+
+def test_layer_error_by_hand():
+    w = torch.tensor([[1.0, 2.0]])
+    h = torch.tensor([[2.0, 0.0], [0.0, 1.0]])
+    mask = torch.tensor([[False, True]])
+    # removed = [1, 0]: 1*2*1 = 2; full: 1*2*1 + 2*1*2 = 6
+    assert float(layer_error(w, mask, h)) == pytest.approx(2 / 6)
