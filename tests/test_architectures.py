@@ -77,3 +77,15 @@ def test_dense_stats_with_gradients_drive_gblm(family):
     reports = prune_with_stats(model, stats, builtin_method("gblm", 16), 0.5, parse_pattern("unstructured"))
     assert all(r.sparsity == 0.5 for r in reports)
     assert all(p.grad is None for p in model.parameters())
+
+
+def test_per_block_and_per_layer_sparsity():
+    model = tiny_model("llama")
+    windows = torch.randint(0, V, (2, 16))
+    reports = prune_sequential(model, windows, builtin_method("wanda", 16), [0.25, 0.75], parse_pattern("unstructured"))
+    for r in reports:
+        assert r.sparsity == (0.25 if r.layer.startswith("0.") else 0.75), r
+    model = tiny_model("llama")
+    targets = {key: (0.5 if "mlp" in key else 0.125) for key in prunable_layers(model)}
+    reports = prune_with_stats(model, {}, builtin_method("magnitude", 16), targets, parse_pattern("unstructured"))
+    assert {r.layer: r.sparsity for r in reports} == targets

@@ -56,7 +56,11 @@ def prune_loaded(loaded: LoadedModel, method: Method, spec: PruneSpec, calib: Ca
         return prune_with_stats(loaded.model, {}, method, target, pattern, spec.group)
     windows = calib_windows(loaded, calib)
     if spec.mode == "sequential" or method.is_sparsegpt:
-        return prune_sequential(loaded.model, windows, method, target, pattern, spec.group, progress)
+        grads = None
+        if method.needs_grad:  # G always comes from the dense model: take it from the statistics cache
+            dense = cached_dense_stats(loaded.model, windows, calib, with_grad=True, progress=progress)
+            grads = {key: st.G for key, st in dense.items()}
+        return prune_sequential(loaded.model, windows, method, target, pattern, spec.group, progress, grads)
     stats = cached_dense_stats(loaded.model, windows, calib, with_hessian=False,
                                with_grad=method.needs_grad, progress=progress)
     return prune_with_stats(loaded.model, stats, method, target, pattern, spec.group)

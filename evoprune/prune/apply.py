@@ -84,10 +84,12 @@ def prune_with_stats(model: torch.nn.Module, stats: Mapping[str, LayerStats], me
 @torch.no_grad()
 def prune_sequential(model: torch.nn.Module, windows: torch.Tensor, method: Method, sparsity: SparsitySpec,
                      pattern: Pattern, group: str = "row",
-                     progress: Callable[[str, int, int], None] | None = None) -> list[LayerReport]:
-    """Sequential mode (Wanda/SparseGPT protocol). G, when needed, comes from the dense model beforehand."""
-    grads = {}
-    if method.needs_grad:
+                     progress: Callable[[str, int, int], None] | None = None,
+                     grads: Mapping[str, torch.Tensor] | None = None) -> list[LayerReport]:
+    """Sequential mode (Wanda/SparseGPT protocol). G, when needed, comes from the dense model beforehand
+    (pass `grads` to reuse cached ones)."""
+    grads = dict(grads or {})
+    if method.needs_grad and not grads:
         report = (lambda k: progress("gradients", k, len(windows))) if progress else None
         with torch.enable_grad():
             grads = gradient_magnitudes(model, windows, report)
