@@ -1,0 +1,104 @@
+"""Time per candidate of a fitness, measured side by side in one run on the embedded model, against:
+
+(a) the floor: compute the formula for all layers + select masks + one forward pass of the fitness tokens;
+(b) a Pruner-Zero-style evaluation: fresh model load + sequential pruning + perplexity on the same tokens.
+
+Candidates are distinct |W|·X^a metrics (a new mask each time, so no cache hit flatters the fitness).
+Writes benchmarks/results/fitness_speed_<fitness>.md.
+
+    python benchmarks/fitness_speed.py [--fitness layer] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from evoprune.data.perplexity import perplexity
+from evoprune.data.tokens import CalibSpec
+from evoprune.fitness.evaluator import Evaluator
+from evoprune.fitness.spec import EvalSpec
+from evoprune.jobs.protocol import EvalSpec as PerplexitySpec
+from evoprune.jobs.protocol import calib_windows, evaluation_windows
+from evoprune.model.loading import load_model
+from evoprune.prune.apply import prune_sequential
+from evoprune.prune.masks import parse_pattern
+from evoprune.prune.method import Method
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def power_metric(a: float):
+    return lambda lv: lv["W"].abs() * lv["X"].pow(a)
+
+
+def time_fitness(ev: Evaluator, exponents: list[float]) -> list[float]:
+    return [ev.evaluate_scorer(power_metric(a), f"abs(W)*X**{a}")["seconds"] for a in exponents]
+
+
+@torch.no_grad()
+def time_floor(ev: Evaluator, exponents: list[float]) -> list[float]:
+    windows = calib_windows(ev.loaded, ev.calib)[: ev.spec.fitness_samples]
+    out = []
+    for a in exponents:
+        start = time.perf_counter()
+        masks = ev.masks_for(power_metric(a), 0.5, parse_pattern("unstructured"))
+        ev._apply(masks)
+        ev.loaded.model(windows)
+        out.append(time.perf_counter() - start)
+        ev._apply(None)
+    return out
+
+
+def time_pruner_zero_style(spec: EvalSpec, exponents: list[float]) -> list[float]:
+    out = []
+    for a in exponents:
+        start = time.perf_counter()
+        loaded = load_model(spec.model, spec.device, spec.dtype)
+        windows = calib_windows(loaded, CalibSpec(spec.calib, spec.nsamples, spec.seqlen, spec.seed))
+        prune_sequential(loaded.model, windows, Method("p", power_metric(a), ("W", "X")), 0.5,
+                         parse_pattern("unstructured"))
+        tokens = evaluation_windows(loaded, PerplexitySpec(spec.eval_data, spec.eval_seqlen, spec.eval_max_tokens))
+        perplexity(loaded.model, tokens)
+        out.append(time.perf_counter() - start)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--fitness", default="layer")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    os.environ.setdefault("EVOPRUNE_DATA_DIR", str(Path(__file__).resolve().parents[2] / "shared" / "data"))
+    torch.set_num_threads(args.threads)
+    spec = EvalSpec(device="cpu", dtype="float32", fitness=args.fitness, leaves=("W", "X", "Hinv"))
+    ev = Evaluator(spec)
+    ev.evaluate("wanda")  # warm-up: first call pays one-off allocations
+    exps = [0.5 + 0.1 * i for i in range(args.repeats)]
+    fitness = statistics.median(time_fitness(ev, [e + 0.05 for e in exps]))
+    floor = statistics.median(time_floor(ev, exps))
+    pz = statistics.median(time_pruner_zero_style(spec, exps))
+    lines = [
+        f"# Fitness speed ({args.fitness}), embedded model, {args.threads} CPU threads, median of {args.repeats}",
+        "", "Produced by `python benchmarks/fitness_speed.py --fitness " + args.fitness + "`.", "",
+        "| evaluation | seconds / candidate | ratio to fitness |", "|---|---|---|",
+        f"| evoprune `{args.fitness}` fitness | {fitness:.2f} | 1.00 |",
+        f"| floor: formula + masks + one forward of {spec.fitness_samples}x{spec.seqlen} tokens | {floor:.2f} | "
+        f"{floor / fitness:.2f} |",
+        f"| Pruner-Zero style: load + sequential prune + perplexity ({spec.eval_max_tokens} tokens) | {pz:.2f} "
+        f"| {pz / fitness:.1f} |", "",
+        f"fitness / floor = {fitness / floor:.2f} (target <= 2); Pruner-Zero style / fitness = {pz / fitness:.1f} "
+        "(target >= 20)."]
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / f"fitness_speed_{args.fitness}.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
