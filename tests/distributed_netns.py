@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import secrets
 import signal
 import socket
 import struct
@@ -15,6 +16,10 @@ import subprocess
 import time
 
 _SIOCGIFFLAGS, _IFF_UP = 0x8913, 0x1
+# The head declares a silent node dead after ~1.5 s instead of Ray's default ~16 s, so the node-loss test is quick.
+_FAST_FAILURE_DETECTION = '{"health_check_period_ms": 500, "health_check_failure_threshold": 3}'
+# One token for every Ray instance of this pytest process: Ray's C++ token loader caches the first one it reads.
+TEST_TOKEN = secrets.token_hex(32)
 NETNS_COMMAND = "unshare -n bash -c 'ip link set lo up; python -m pytest -m ray tests/test_distributed*.py'"
 
 
@@ -66,7 +71,7 @@ class TwoNodeCluster:
     def __init__(self, port: int, temp_dir: str, env: dict[str, str]) -> None:
         self.address = f"127.0.0.1:{port}"
         self.head = _ray("--head", f"--port={port}", "--num-cpus=1", "--include-dashboard=false",
-                         f"--temp-dir={temp_dir}", env=env)
+                         f"--temp-dir={temp_dir}", f"--system-config={_FAST_FAILURE_DETECTION}", env=env)
         self.worker: subprocess.Popen | None = None
         try:
             _wait_for_port(self.address, self.head)
@@ -93,15 +98,23 @@ class TwoNodeCluster:
         finally:
             ray.shutdown()
 
-    def stop_worker(self) -> None:
-        """Take the second node away for good (its actors cannot be restarted: nothing else has `node2`)."""
+    def crash_worker(self) -> None:
+        """Lose the second node for good, like a machine dying: SIGKILL every process of its session at once.
+
+        (Its actor processes have their own process groups but share the session `ray start` leads.) Nothing else
+        offers `node2`'s place: the head's only CPU is taken, so its actors cannot be restarted anywhere.
+        """
         if self.worker is not None:
-            _stop(self.worker)
+            _kill_session(self.worker.pid)
+            self.worker.wait(timeout=10)
             self.worker = None
 
     def stop(self) -> None:
-        self.stop_worker()
-        _stop(self.head)
+        """Stop both nodes: SIGTERM (`ray start --block` then stops its node), then SIGKILL any straggler."""
+        for proc in (self.worker, self.head):
+            if proc is not None:
+                _stop(proc)
+        self.worker = None
 
 
 def _stop(proc: subprocess.Popen) -> None:
@@ -113,7 +126,15 @@ def _stop(proc: subprocess.Popen) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=10)
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)  # the group is ours: start_new_session made `ray start` its leader
-    except ProcessLookupError:
-        pass
+    _kill_session(proc.pid)
+
+
+def _kill_session(sid: int) -> None:
+    """SIGKILL every process of session `sid` (ours: start_new_session made `ray start` its leader)."""
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if os.getsid(int(entry)) == sid:
+                    os.kill(int(entry), signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass

@@ -6,14 +6,13 @@ Runs only inside a loopback-only network namespace (see tests/distributed_netns.
 from __future__ import annotations
 
 import os
-import secrets
 import signal
 import threading
 from pathlib import Path
 
 import pytest
 import torch
-from distributed_netns import NETNS_COMMAND, isolation_problem
+from distributed_netns import NETNS_COMMAND, TEST_TOKEN, isolation_problem
 from distributed_toy import FACTORY, FORMULAS, DyingSpec
 
 from evoprune.distributed import DispatchPolicy, LocalPool, RayEvaluatorPool
@@ -39,7 +38,7 @@ def ray_instance():
         # Workers must import `distributed_toy`; an env token keeps Ray from writing ~/.ray/auth_token.
         mp.setenv("PYTHONPATH", os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")]))
         mp.setenv("RAY_AUTH_MODE", "token")
-        mp.setenv("RAY_AUTH_TOKEN", secrets.token_hex(32))
+        mp.setenv("RAY_AUTH_TOKEN", TEST_TOKEN)
         session = connect(LOCAL, num_cpus=2)
         try:
             yield session
@@ -110,14 +109,17 @@ def test_crash_inside_a_candidate_is_retried(ray_instance, reference, tmp_path):
     assert (tmp_path / "died").exists() and _comparable(results) == reference
 
 
-def test_poison_candidate_becomes_a_penalty(ray_instance, reference):
-    spec = DyingSpec(**{**vars(SPEC), "die_on": "abs(W)", "die_always": True})
+@pytest.mark.parametrize("workers", [1, 2])
+def test_poison_candidate_becomes_a_penalty(ray_instance, reference, workers):
+    """A candidate that kills every worker is scored as a penalty; candidates queued behind it are not blamed."""
+    poisoned = 1
+    spec = DyingSpec(**{**vars(SPEC), "die_on": FORMULAS[poisoned], "die_always": True})
     policy = DispatchPolicy(max_attempts=2, max_restarts=4, recovery_timeout_s=30.0, tick_s=0.2)
-    with RayEvaluatorPool(spec, evaluator_factory=FACTORY, workers=2, policy=policy) as pool:
-        results = pool.map(FORMULAS)
-    poisoned = FORMULAS.index("abs(W)")
+    with RayEvaluatorPool(spec, evaluator_factory=FACTORY, workers=workers, policy=policy) as pool:
+        results = pool.map(FORMULAS[:8])
+    reference = reference[:8]
     assert results[poisoned]["fitness"] == float("inf") and "died 2 times" in results[poisoned]["reason"]
-    others = [i for i in range(len(FORMULAS)) if i != poisoned]
+    others = [i for i in range(len(results)) if i != poisoned]
     assert [_comparable(results)[i] for i in others] == [reference[i] for i in others]
 
 

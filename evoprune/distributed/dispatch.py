@@ -5,7 +5,10 @@ Results are written by input index, so the outcome never depends on which actor 
 
 from __future__ import annotations
 
+import itertools
+import time
 from collections import deque
+from dataclasses import dataclass, field
 from typing import Any
 
 from evoprune.distributed.factory import penalty_result
@@ -19,12 +22,34 @@ def _death_errors() -> tuple[type[BaseException], ...]:
     return RayActorError, ActorUnschedulableError
 
 
+@dataclass(frozen=True)
+class _Task:
+    slot: ActorSlot
+    idx: int    # candidate index in the input list
+    epoch: int  # the slot's life when submitted
+    seq: int    # submission order: an actor runs its tasks in this order
+
+
+@dataclass
+class _Run:
+    """State of one `map` call."""
+
+    formulas: list[str]
+    results: list[dict[str, Any] | None]
+    queue: deque[int]
+    attempts: list[int]
+    tasks: dict[Any, _Task] = field(default_factory=dict)   # ObjectRef -> task
+    suspects: dict[tuple[int, int], int] = field(default_factory=dict)  # (slot, epoch) -> seq of the running task
+    remaining: int = 0
+
+
 class Dispatcher:
     """Maps formula lists over a fixed set of actor slots; slots that die for good are dropped (the pool shrinks)."""
 
     def __init__(self, slots: list[ActorSlot], policy: DispatchPolicy) -> None:
         self.slots = slots
         self.policy = policy
+        self._seq = itertools.count()
 
     @property
     def live(self) -> list[ActorSlot]:
@@ -33,48 +58,63 @@ class Dispatcher:
     def map(self, formulas: list[str]) -> list[dict[str, Any]]:
         import ray
 
-        deaths = _death_errors()
-        results: list[dict[str, Any] | None] = [None] * len(formulas)
-        queue: deque[int] = deque(range(len(formulas)))
-        attempts = [0] * len(formulas)
-        tasks: dict[Any, tuple[ActorSlot, int, int]] = {}  # ref -> (slot, candidate index, slot epoch at submit)
-        remaining = len(formulas)
-        while remaining:
-            self._submit(formulas, queue, tasks)
+        n = len(formulas)
+        run = _Run(formulas, [None] * n, deque(range(n)), [0] * n, remaining=n)
+        while run.remaining:
+            self._submit(run)
             probes = {s.probe: s for s in self.slots if s.state == RECOVERING}
-            if not tasks and not probes:
+            if not run.tasks and not probes:
                 raise self._all_gone()
-            ready, _ = ray.wait([*tasks, *probes], num_returns=1, timeout=self.policy.tick_s)
+            ready, _ = ray.wait([*run.tasks, *probes], num_returns=1, timeout=self.policy.tick_s)
             for ref in ready:
                 if ref in probes:
-                    self._settle_probe(probes[ref], ref, deaths)
-                    continue
-                slot, idx, epoch = tasks.pop(ref)
-                try:
-                    results[idx] = ray.get(ref)
-                    remaining -= 1
-                except deaths as exc:
-                    slot.died(epoch, exc)
-                    attempts[idx] += 1
-                    if attempts[idx] >= self.policy.max_attempts:
-                        reason = f"evaluator worker died {attempts[idx]} times on this candidate ({slot.last_error})"
-                        results[idx] = penalty_result(formulas[idx], reason)
-                        remaining -= 1
-                    else:
-                        queue.appendleft(idx)  # next free actor takes it
-            for slot in self.slots:
-                if slot.overdue(self.policy.recovery_timeout_s):
-                    slot.last_error = f"did not restart within {self.policy.recovery_timeout_s:.0f} s"
-                    slot.give_up()
-        return results  # type: ignore[return-value]  # every index was filled before `remaining` reached 0
+                    self._settle_probe(probes[ref], ref)
+                else:
+                    self._collect(run, ref)
+            self._expire_recoveries()
+        return run.results  # type: ignore[return-value]  # every index was filled before `remaining` reached 0
+
+    def _collect(self, run: _Run, ref: Any) -> None:
+        import ray
+
+        task = run.tasks.pop(ref)
+        try:
+            run.results[task.idx] = ray.get(ref)
+            run.remaining -= 1
+            return
+        except _death_errors() as exc:
+            if task.slot.died(task.epoch, exc):
+                # Only the task the actor was running is to blame; those queued behind it are bystanders.
+                mates = [t.seq for t in run.tasks.values() if t.slot is task.slot and t.epoch == task.epoch]
+                run.suspects[(task.slot.index, task.epoch)] = min([task.seq, *mates])
+        if run.suspects.get((task.slot.index, task.epoch)) == task.seq:
+            run.attempts[task.idx] += 1
+        if run.attempts[task.idx] >= self.policy.max_attempts:
+            reason = f"evaluator worker died {run.attempts[task.idx]} times on this candidate ({task.slot.last_error})"
+            run.results[task.idx] = penalty_result(run.formulas[task.idx], reason)
+            run.remaining -= 1
+        else:
+            run.queue.appendleft(task.idx)  # the next free actor takes it
+
+    def _submit(self, run: _Run) -> None:
+        """Top every ready actor up to `queue_depth` in-flight candidates, round-robin so work spreads evenly."""
+        load = {id(s): 0 for s in self.slots}
+        for task in run.tasks.values():
+            load[id(task.slot)] += 1
+        while run.queue:
+            free = [s for s in self.slots if s.state == READY and load[id(s)] < self.policy.queue_depth]
+            if not free:
+                return
+            for slot in free[: len(run.queue)]:
+                idx = run.queue.popleft()
+                ref = slot.actor.evaluate.remote(run.formulas[idx])
+                run.tasks[ref] = _Task(slot, idx, slot.epoch, next(self._seq))
+                load[id(slot)] += 1
 
     def settle(self, timeout_s: float) -> None:
         """Wait until no actor is restarting (each is back or given up), at most `timeout_s` seconds."""
-        import time
-
         import ray
 
-        deaths = _death_errors()
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             probes = {s.probe: s for s in self.slots if s.state == RECOVERING}
@@ -82,35 +122,22 @@ class Dispatcher:
                 return
             ready, _ = ray.wait(list(probes), num_returns=1, timeout=self.policy.tick_s)
             for ref in ready:
-                self._settle_probe(probes[ref], ref, deaths)
-            for slot in self.slots:
-                if slot.overdue(self.policy.recovery_timeout_s):
-                    slot.last_error = f"did not restart within {self.policy.recovery_timeout_s:.0f} s"
-                    slot.give_up()
+                self._settle_probe(probes[ref], ref)
+            self._expire_recoveries()
 
-    def _submit(self, formulas: list[str], queue: deque[int], tasks: dict[Any, tuple[ActorSlot, int, int]]) -> None:
-        """Top every ready actor up to `queue_depth` in-flight candidates, round-robin so work spreads evenly."""
-        load = {id(s): 0 for s in self.slots}
-        for slot, _, _ in tasks.values():
-            load[id(slot)] += 1
-        while queue:
-            free = [s for s in self.slots if s.state == READY and load[id(s)] < self.policy.queue_depth]
-            if not free:
-                return
-            for slot in free:
-                if not queue:
-                    return
-                idx = queue.popleft()
-                tasks[slot.actor.evaluate.remote(formulas[idx])] = (slot, idx, slot.epoch)
-                load[id(slot)] += 1
-
-    def _settle_probe(self, slot: ActorSlot, ref: Any, deaths: tuple[type[BaseException], ...]) -> None:
+    def _settle_probe(self, slot: ActorSlot, ref: Any) -> None:
         import ray
 
         try:
             slot.probe_answered(ray.get(ref))
-        except deaths as exc:
+        except _death_errors() as exc:
             slot.probe_failed(exc, self.policy.max_restarts)
+
+    def _expire_recoveries(self) -> None:
+        for slot in self.slots:
+            if slot.overdue(self.policy.recovery_timeout_s):
+                slot.last_error = f"did not restart within {self.policy.recovery_timeout_s:.0f} s"
+                slot.give_up()
 
     def _all_gone(self) -> EvopruneError:
         errors = "; ".join(f"actor {s.index}: {s.last_error or 'gone'}" for s in self.slots)
