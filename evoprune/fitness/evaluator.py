@@ -33,6 +33,16 @@ class CandidateFailure(Exception):
     """A formula that cannot rank weights (NaN, inf, constant, wrong shape): worst fitness, with this reason."""
 
 
+def _settings(spec: EvalSpec) -> list[tuple[float, object]]:
+    """(sparsity, pattern) pairs a candidate is scored at: every sparsity for unstructured, N:M as it implies."""
+    out = []
+    for text in spec.patterns:
+        pattern = parse_pattern(text)
+        for sparsity in (None,) if pattern.structured else spec.sparsities:
+            out.append((check_sparsity(sparsity, pattern), pattern))
+    return out
+
+
 class Evaluator:
     def __init__(self, spec: EvalSpec, progress: Callable[[str, int, int], None] | None = None) -> None:
         self.spec = spec
@@ -46,12 +56,21 @@ class Evaluator:
         self.leaves = {key: {k: v for k, v in layer_leaves(self.original[key], stats[key]).items()
                              if k in spec.leaves} for key in self.layers}
         self.hessians = {key: stats[key].H for key in self.layers} if spec.fitness == "layer" else {}
-        self.settings = [(check_sparsity(s, parse_pattern(p)), parse_pattern(p))
-                         for p in spec.patterns for s in (spec.sparsities if not parse_pattern(p).structured
-                                                          else (None,))]
+        self.settings = _settings(spec)
         self._prepare_references(windows[: spec.fitness_samples])
         self.mask_cache: dict[str, float] = {}
         self._eval_windows: torch.Tensor | None = None
+
+    @classmethod
+    def from_layers(cls, spec: EvalSpec, leaves: dict[str, dict[str, torch.Tensor]],
+                    hessians: dict[str, torch.Tensor]) -> Evaluator:
+        """A layer-fitness evaluator over given leaves and Gram matrices, with no model (tests, synthetic runs)."""
+        if spec.fitness != "layer":
+            raise ValueError("only the layer fitness works without a model")
+        ev = cls.__new__(cls)
+        ev.spec, ev.leaves, ev.hessians, ev.layers, ev.mask_cache = spec, leaves, hessians, {}, {}
+        ev.settings = _settings(spec)
+        return ev
 
     def protocol(self) -> dict:
         return {**protocol_record(self.loaded, self.calib, None), "fitness": self.spec.fitness,

@@ -12,6 +12,7 @@ import torch
 from evoprune.formula.leaves import LEAF_SYMBOLS
 from evoprune.formula.operators import OPERATORS, PROTECTED_BY_NAME, protected_power
 
+_SHAPE = "__shape__"  # the weight's shape travels in the environment under a name no leaf can have
 Scorer = Callable[[Mapping[str, torch.Tensor]], torch.Tensor]
 
 
@@ -24,6 +25,7 @@ def compile_formula(expr: sympy.Expr) -> Scorer:
     def scores(leaves: Mapping[str, torch.Tensor]) -> torch.Tensor:
         shape = leaves["W"].shape
         env = {name: leaves[name].float().expand(shape) for name in formula_leaves(expr)}
+        env[_SHAPE] = shape
         out = _eval(expr, env)
         return torch.as_tensor(out, dtype=torch.float32).expand(shape)
 
@@ -50,8 +52,8 @@ def _eval(expr: sympy.Expr, env: Mapping[str, torch.Tensor]):
     if isinstance(expr, sympy.Abs):
         return torch.as_tensor(_eval(expr.args[0], env)).abs()
     name = type(expr).__name__
-    if name in PROTECTED_BY_NAME:
-        args = [torch.as_tensor(_eval(a, env), dtype=torch.float32) for a in expr.args]
+    if name in PROTECTED_BY_NAME:  # broadcast to W's shape: reductions are defined on the full matrix
+        args = [torch.as_tensor(_eval(a, env), dtype=torch.float32).expand(env[_SHAPE]) for a in expr.args]
         return OPERATORS[name].torch(*args)
     if expr.is_Number or expr.is_number:
         return float(expr.evalf())
@@ -67,6 +69,11 @@ def formula_size(expr: sympy.Expr) -> int:
     return sum(1 for _ in sympy.preorder_traversal(expr))
 
 
+def normalize_numbers(expr: sympy.Expr) -> sympy.Expr:
+    """Integer-valued floats become integers, so 1.0 and 1 give one canonical form."""
+    return expr.replace(lambda e: e.is_Float and float(e).is_integer(), lambda e: sympy.Integer(int(e)))
+
+
 def canonical_string(expr: sympy.Expr) -> str:
     """Deterministic, re-parseable text of the expression (sympy's own ordering of commutative arguments)."""
-    return sympy.sstr(expr, order="lex")
+    return sympy.sstr(normalize_numbers(expr), order="lex")

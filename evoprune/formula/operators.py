@@ -34,8 +34,25 @@ def _zscore(x: torch.Tensor) -> torch.Tensor:
     return (x - x.mean()) / std if std > 0 else torch.zeros_like(x)
 
 
+ELEMENTWISE = ("div", "sqrt", "log", "exp", "tanh")
+
+
 class _Protected(sympy.Function):
-    """Marker base: an operator sympy keeps opaque."""
+    """An operator sympy keeps opaque. On constant arguments it folds to a number computed by OUR protected
+    torch form (without this, sympy would evaluate e.g. log(-0.5) through mpmath and produce a complex number)."""
+
+    @classmethod
+    def eval(cls, *args):
+        # Reductions of a constant depend on the tensor's shape (rownorm(c) = 1/in), so only elementwise fold.
+        if cls.__name__ in ELEMENTWISE and all(a.is_Number for a in args):
+            values = [torch.tensor(float(a), dtype=torch.float64) for a in args]
+            result = float(OPERATORS[cls.__name__].torch(*values))
+            if result == result and abs(result) != float("inf"):
+                return sympy.Integer(int(result)) if result.is_integer() else sympy.Float(result)
+        return None
+
+    def _eval_evalf(self, prec):  # never let mpmath evaluate a protected operator
+        return None
 
 
 def _opaque(name: str, nargs: int) -> type[sympy.Function]:

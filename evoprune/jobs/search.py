@@ -1,0 +1,55 @@
+"""`evoprune search | resume`: wire config -> evaluation pool -> GP loop -> best.json."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+from evoprune.errors import EvopruneError
+from evoprune.fitness.evaluator import Evaluator
+from evoprune.search import run_dir
+from evoprune.search.config import RUN_DEFINING, SearchConfig, config_from_dict
+from evoprune.search.dashboard import Dashboard
+from evoprune.search.loop import run_search
+from evoprune.search.report import finish_run
+
+
+def _check_not_test_split(config: SearchConfig) -> None:
+    """Searching on the held-out split would make every reported perplexity optimistic."""
+    if "test" in Path(config.evaluation.calib).name:
+        raise EvopruneError(f"refusing to calibrate/search on a test split ({config.evaluation.calib})")
+
+
+def search_job(config: SearchConfig, out: Path, force: bool = False, resume: bool = False,
+               workers: int | None = None, address: str | None = None) -> dict:
+    from evoprune.distributed import open_pool
+
+    _check_not_test_split(config)
+    if not resume:
+        run_dir.claim_run_dir(out, force)
+        run_dir.write_config(out, config.to_dict())
+    with open_pool(config.evaluation, workers=workers, address=address) as pool:
+        with Dashboard(config.generations) as dashboard:
+            state = run_search(config, out, pool.map, resume=resume, on_generation=dashboard.update)
+        evaluator = getattr(pool, "evaluator", None)
+        if evaluator is None and config.rescore_top > 0:
+            evaluator = Evaluator(config.evaluation)  # Ray pool: the driver needs its own model to re-score
+        perplexity = (lambda formula: evaluator.perplexity(formula)) if config.rescore_top > 0 else None
+        protocol = evaluator.protocol() if evaluator is not None else {}
+        return finish_run(out, state, config.rescore_top, config.leaves, protocol, perplexity)
+
+
+def resume_config(out: Path, overrides: dict) -> SearchConfig:
+    """The run's own config; only keys that do not define the run (e.g. generations) may be overridden."""
+    saved = run_dir.read_config(out)
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        if key in RUN_DEFINING:
+            raise EvopruneError(f"{key} defines the run and cannot change on resume")
+        saved[key] = value
+    if run_dir.load_checkpoint(out) is None:
+        raise EvopruneError(f"{out} has no checkpoint to resume from")
+    config = config_from_dict(saved)
+    run_dir.write_config(out, config.to_dict())
+    return replace(config)
