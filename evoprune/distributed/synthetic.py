@@ -31,6 +31,7 @@ class SyntheticSpec:
     batches: int = 4
     sparsity: float = 0.5
     sleep_s: float = 0.0  # extra wall time per candidate (makes mid-run fault injection easy to time)
+    device: str = "cpu"   # "cuda" inside a GPU actor (Ray sets CUDA_VISIBLE_DEVICES to the actor's GPU)
 
 
 def _eval_node(node: ast.AST, leaves: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -40,7 +41,7 @@ def _eval_node(node: ast.AST, leaves: dict[str, torch.Tensor]) -> torch.Tensor:
     if isinstance(node, ast.Name) and node.id in leaves:
         return leaves[node.id]
     if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)):
-        return torch.tensor(float(node.value))
+        return torch.tensor(float(node.value), device=leaves["W"].device)
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
         return -_eval_node(node.operand, leaves)
     if isinstance(node, ast.BinOp) and type(node.op) in _BINOPS:
@@ -58,10 +59,13 @@ class SyntheticEvaluator:
         gen = torch.Generator().manual_seed(spec.seed)
         w = torch.randn(spec.rows, spec.cols, generator=gen)
         scale = torch.rand(1, spec.cols, generator=gen) * 3 + 0.1  # uneven input channels, so X matters
-        self.inputs = [torch.randn(spec.tokens, spec.cols, generator=gen) * scale for _ in range(spec.batches)]
-        x_rms = torch.sqrt(sum((b**2).sum(0, keepdim=True) for b in self.inputs) / (spec.tokens * spec.batches))
-        self.leaves = {"W": w, "X": x_rms, "G": torch.rand(spec.rows, spec.cols, generator=gen),
-                       "Hinv": 1.0 / (x_rms**2 + 0.01)}
+        inputs = [torch.randn(spec.tokens, spec.cols, generator=gen) * scale for _ in range(spec.batches)]
+        x_rms = torch.sqrt(sum((b**2).sum(0, keepdim=True) for b in inputs) / (spec.tokens * spec.batches))
+        leaves = {"W": w, "X": x_rms, "G": torch.rand(spec.rows, spec.cols, generator=gen),
+                  "Hinv": 1.0 / (x_rms**2 + 0.01)}
+        # Generated on the CPU (same numbers everywhere), then moved.
+        self.inputs = [b.to(spec.device) for b in inputs]
+        self.leaves = {k: v.to(spec.device) for k, v in leaves.items()}
 
     def evaluate(self, formula: str) -> dict[str, Any]:
         start = time.perf_counter()
