@@ -38,6 +38,7 @@ def test_local_pool_equals_the_evaluator_and_keeps_input_order():
     assert [r["formula"] for r in results] == formulas
     assert [r["fitness"] for r in results] == [direct.evaluate(f)["fitness"] for f in formulas]
     assert results[2]["fitness"] == float("inf") and results[2]["reason"].startswith("bad formula")
+    assert isinstance(pool.evaluator, SyntheticEvaluator)  # reusable by the driver (jobs/search.py re-scoring)
 
 
 @pytest.mark.parametrize("path", ["no_colon", "evoprune.nope:X", "evoprune.distributed.synthetic:Missing", ":X"])

@@ -15,6 +15,11 @@ class LocalPool:
         self._worker = EvaluatorWorker(evaluator_factory, spec, torch_threads)
 
     @property
+    def evaluator(self) -> Any:
+        """The in-process evaluator: the driver can reuse it (e.g. to re-score the best) instead of loading another."""
+        return self._worker.evaluator
+
+    @property
     def size(self) -> int:
         return 1
 

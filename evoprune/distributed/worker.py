@@ -31,6 +31,10 @@ class EvaluatorWorker:
         _set_torch_threads(torch_threads)
         self._evaluator: FormulaEvaluator = build_evaluator(factory, spec)
 
+    @property
+    def evaluator(self) -> FormulaEvaluator:
+        return self._evaluator
+
     def evaluate(self, formula: str) -> dict[str, Any]:
         return self._evaluator.evaluate(formula)
 
