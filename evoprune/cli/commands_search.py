@@ -21,7 +21,7 @@ def search(
     population: int = typer.Option(None, "--population", help="Override the config's population."),
     seed: int = typer.Option(None, "--seed", help="Override the config's seed."),
     workers: int = typer.Option(None, "--workers", help="Evaluator processes (Ray); default 1, in-process."),
-    address: str = typer.Option(None, "--address", help="Ray cluster: auto or ray://HOST:PORT."),
+    address: str = typer.Option(None, "--address", help="Ray cluster: auto, HOST:PORT or ray://HOST:PORT."),
 ) -> None:
     """Evolve pruning metrics; writes config, candidates.jsonl, checkpoints and best.json into --out."""
     from evoprune.jobs.search import search_job
@@ -37,7 +37,7 @@ def resume(
     run: Path = typer.Argument(..., help="Run directory to continue."),
     generations: int = typer.Option(None, "--generations", help="Extend the run to this many generations."),
     workers: int = typer.Option(None, "--workers", help="Evaluator processes (Ray)."),
-    address: str = typer.Option(None, "--address", help="Ray cluster: auto or ray://HOST:PORT."),
+    address: str = typer.Option(None, "--address", help="Ray cluster: auto, HOST:PORT or ray://HOST:PORT."),
 ) -> None:
     """Continue a run from its last checkpoint (same seed, same result as an uninterrupted run)."""
     from evoprune.jobs.search import resume_config, search_job
