@@ -1,16 +1,32 @@
-"""The leaves a formula may use (definitions: CONTRACTS.md). Symbols are real, so |W|² folds to W²."""
+"""The leaves a formula may use, exactly as CONTRACTS.md defines them. Every leaf is broadcast to the weight's
+shape [out, in] before any operator runs (see `compile.py`)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import sympy
 
-LEAF_DOCS = {
-    "W": "the layer weight [out, in]",
-    "X": "RMS of input channel j over the calibration tokens, sqrt(Σ_t x_tj² / T), broadcast over rows",
-    "G": "gradient magnitude sqrt(Σ_windows (100·∂loss/∂W)²) from the dense model [out, in]",
-    "Hinv": "diag((XᵀX/T + 0.01·mean diag·I)⁻¹) per input channel, broadcast over rows",
-}
-# W is real; X, G and Hinv are norms/variances, so nonnegative (sympy then folds |X| to X).
-# (W gets no sign assumption at all: nonnegative=False would tell sympy that W is negative.)
-LEAF_SYMBOLS = {name: sympy.Symbol(name, real=True) if name == "W" else sympy.Symbol(name, nonnegative=True)
-                for name in LEAF_DOCS}
+
+@dataclass(frozen=True)
+class Leaf:
+    name: str
+    shape: str
+    doc: str
+    nonnegative: bool  # a norm or a variance: sympy may then fold |X| to X
+
+
+LEAVES: dict[str, Leaf] = {leaf.name: leaf for leaf in [
+    Leaf("W", "[out, in]", "the layer's weight (float32)", nonnegative=False),
+    Leaf("X", "[1, in]", "RMS of input channel j over the T calibration tokens: sqrt(Σ_t x_tj² / T) "
+         "(Wanda's ‖X_j‖₂ divided by √T; rank-equivalent to Wanda's)", nonnegative=True),
+    Leaf("G", "[out, in]", "gradient magnitude sqrt(Σ_windows (100·∂loss/∂W)²) over the calibration windows, "
+         "dense model", nonnegative=True),
+    Leaf("Hinv", "[1, in]", "diagonal of (H + λI)⁻¹ with H = XᵀX / T and λ = 0.01·mean(diag H)", nonnegative=True),
+]}
+
+LEAF_DOCS = {name: f"{leaf.shape} {leaf.doc}" for name, leaf in LEAVES.items()}
+# W is only real: nonnegative=False would tell sympy that W is negative, so W gets no sign assumption at all.
+LEAF_SYMBOLS: dict[str, sympy.Symbol] = {
+    name: sympy.Symbol(name, nonnegative=True) if leaf.nonnegative else sympy.Symbol(name, real=True)
+    for name, leaf in LEAVES.items()}
