@@ -11,6 +11,7 @@ from rich.table import Table
 from evoprune.errors import EvopruneError
 
 console = Console()
+SET_HELP = "Typed override KEY=VALUE (YAML value; evaluation.KEY for the evaluation section); repeatable."
 
 
 def search(
@@ -20,14 +21,17 @@ def search(
     generations: int = typer.Option(None, "--generations", help="Override the config's generations."),
     population: int = typer.Option(None, "--population", help="Override the config's population."),
     seed: int = typer.Option(None, "--seed", help="Override the config's seed."),
+    overrides: list[str] = typer.Option(None, "--set", help=SET_HELP),
     workers: int = typer.Option(None, "--workers", help="Evaluator processes (Ray); default 1, in-process."),
-    address: str = typer.Option(None, "--address", help="Ray cluster: auto, HOST:PORT or ray://HOST:PORT."),
+    address: str = typer.Option(None, "--address", help="Ray cluster: auto or ray://HOST:PORT."),
 ) -> None:
     """Evolve pruning metrics; writes config, candidates.jsonl, checkpoints and best.json into --out."""
     from evoprune.jobs.search import search_job
-    from evoprune.search.config import load_config, with_overrides
+    from evoprune.search.config import load_config, parse_overrides, with_overrides
 
-    cfg = with_overrides(load_config(config), generations=generations, population=population, seed=seed)
+    flags = {"generations": generations, "population": population, "seed": seed}
+    changes = {**parse_overrides(overrides), **{k: v for k, v in flags.items() if v is not None}}
+    cfg = with_overrides(load_config(config), changes)
     _check_workers(workers)
     payload = search_job(cfg, out, force=force, workers=workers, address=address)
     console.print(results_table(payload))
@@ -36,16 +40,19 @@ def search(
 def resume(
     run: Path = typer.Argument(..., help="Run directory to continue."),
     generations: int = typer.Option(None, "--generations", help="Extend the run to this many generations."),
+    overrides: list[str] = typer.Option(None, "--set", help=SET_HELP + " Run-defining keys cannot change."),
     workers: int = typer.Option(None, "--workers", help="Evaluator processes (Ray)."),
-    address: str = typer.Option(None, "--address", help="Ray cluster: auto, HOST:PORT or ray://HOST:PORT."),
+    address: str = typer.Option(None, "--address", help="Ray cluster: auto or ray://HOST:PORT."),
 ) -> None:
     """Continue a run from its last checkpoint (same seed, same result as an uninterrupted run)."""
     from evoprune.jobs.search import resume_config, search_job
+    from evoprune.search.config import parse_overrides
 
     if not run.is_dir():
         raise EvopruneError(f"run directory not found: {run}")
     _check_workers(workers)
-    cfg = resume_config(run, {"generations": generations})
+    changes = parse_overrides(overrides) | ({} if generations is None else {"generations": generations})
+    cfg = resume_config(run, changes)
     payload = search_job(cfg, run, resume=True, workers=workers, address=address)
     console.print(results_table(payload))
 
@@ -55,15 +62,25 @@ def _check_workers(workers: int | None) -> None:
         raise EvopruneError(f"--workers must be >= 1, got {workers}")
 
 
+def _ppl(row: dict) -> str:
+    if row["perplexity"] is not None:
+        return f"{row['perplexity']:.2f}"
+    return "failed" if row.get("perplexity_error") else "-"
+
+
 def results_table(payload: dict) -> Table:
+    """The best formulas and the built-in baselines in one table, perplexity under the same protocol."""
     table = Table(title="best formulas and baselines (perplexity: dense statistics, evaluation split)")
-    for col in ("formula", "fitness", "size", "perplexity"):
+    for col in ("", "formula", "fitness", "size", "perplexity"):
         table.add_column(col)
-    for row in payload["best"][:5]:
-        ppl = "-" if row["perplexity"] is None else f"{row['perplexity']:.2f}"
-        table.add_row(row["canonical"], f"{row['fitness']:.5f}", str(row["size"]), ppl)
+    for i, row in enumerate(payload["best"][:5]):
+        table.add_row(f"#{i + 1}", row["text"], f"{row['fitness']:.5f}", str(row["size"]), _ppl(row))
     for row in payload["baselines"]:
-        table.add_row(f"[baseline] {row['method']}: {row['formula']}", "-", "-", f"{row['perplexity']:.2f}")
+        table.add_row(row["method"], row["formula"], "-", "-", _ppl(row))
+    cache = payload.get("cache", {})
+    if cache:
+        table.caption = (f"{cache['candidates']} candidates, {cache['evaluations']} evaluated; canonical-cache hits "
+                         f"{cache['canonical_hit_rate']:.0%}, mask-hash hits {cache['mask_hash_hit_rate']:.0%}")
     return table
 
 

@@ -1,26 +1,30 @@
-"""Search configuration: dataclasses loaded from YAML; unknown keys are refused with a line naming the key."""
+"""Search configuration: a frozen dataclass loaded from YAML. Unknown keys and ill-typed values are refused with one
+line naming the key; `KEY=VALUE` overrides (dotted for the evaluation section) are typed the same way."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import yaml
 
 from evoprune.errors import EvopruneError
 from evoprune.fitness.spec import EvalSpec
+from evoprune.search.value_types import check_value
 
-# The keys that define a run: a resume keeps the checkpoint's values for these whatever the command line says.
+# The keys that define a run: a resume pins them to the checkpoint's values. `generations` (extend a run),
+# `rescore_top` and `evaluation.device` may change.
 RUN_DEFINING = ("leaves", "operators", "powers", "constants", "population", "seed", "init_min_height",
                 "init_max_height", "max_height", "max_size", "cx_prob", "mut_prob", "tournament", "elitism",
                 "seed_baselines", "evaluation")
+FREE_EVALUATION_KEYS = ("device",)
 
 
 @dataclass(frozen=True)
 class SearchConfig:
     leaves: tuple[str, ...] = ("W", "X", "G")
     operators: tuple[str, ...] = ("add", "sub", "mul", "div", "abs", "sqr", "sqrt", "log", "exp", "mms")
-    powers: tuple[float, ...] = (0.5, 0.75, 1.25, 1.5)  # unary pow_c primitives: |a|^c
+    powers: tuple[float, ...] = (0.5, 0.75, 1.25, 1.5)  # unary pow primitives |a|^c, one per exponent
     constants: tuple[float, ...] = (0.5, 1.0, 2.0)  # ephemeral constants are drawn from this set
     population: int = 32
     generations: int = 8
@@ -40,14 +44,18 @@ class SearchConfig:
     def __post_init__(self) -> None:
         from evoprune.formula import OPERATORS
 
-        unknown = set(self.operators) - set(OPERATORS)
+        unknown = set(self.operators) - set(OPERATORS) | ({"pow"} & set(self.operators))
         if unknown:
-            raise EvopruneError(f"unknown operator {sorted(unknown)[0]!r} in search config")
-        if not set(self.leaves) <= set(self.evaluation.leaves):
-            raise EvopruneError(f"search leaves {self.leaves} need evaluation.leaves to include them")
-        for name in ("population", "generations", "max_height", "max_size", "tournament"):
+            name = sorted(unknown)[0]
+            hint = "list exponents under `powers:`" if name == "pow" else f"known: {', '.join(OPERATORS)}"
+            raise EvopruneError(f"operator {name!r} cannot be used in `operators:` ({hint})")
+        if not self.leaves or not set(self.leaves) <= set(self.evaluation.leaves):
+            raise EvopruneError(f"search leaves {list(self.leaves)} need evaluation.leaves to include them")
+        for name in ("population", "generations", "max_height", "max_size", "tournament", "init_min_height"):
             if getattr(self, name) < 1:
                 raise EvopruneError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.init_max_height < self.init_min_height:
+            raise EvopruneError("init_max_height must be >= init_min_height")
         if not 0 <= self.elitism < self.population:
             raise EvopruneError(f"elitism must be in [0, population), got {self.elitism}")
         if not (0 <= self.cx_prob <= 1 and 0 <= self.mut_prob <= 1):
@@ -65,13 +73,21 @@ def _plain(value):
     return value
 
 
-def config_from_dict(raw: dict) -> SearchConfig:
-    known = {f.name for f in fields(SearchConfig)}
+def _typed(cls, raw: dict, section: str) -> dict:
+    known = {f.name: f.type for f in fields(cls)}
     for key in raw:
         if key not in known:
-            raise EvopruneError(f"unknown search config key {key!r} (known: {', '.join(sorted(known))})")
-    values = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items() if k != "evaluation"}
-    return SearchConfig(**values, evaluation=EvalSpec.from_dict(raw.get("evaluation") or {}))
+            raise EvopruneError(f"unknown {section} key {key!r} (known: {', '.join(sorted(known))})")
+    return {key: check_value(f"{section} key {key!r}", value, known[key]) for key, value in raw.items()
+            if key != "evaluation"}
+
+
+def config_from_dict(raw: dict) -> SearchConfig:
+    evaluation = raw.get("evaluation") or {}
+    if not isinstance(evaluation, dict):
+        raise EvopruneError("search config key 'evaluation' must be a mapping")
+    return SearchConfig(**_typed(SearchConfig, raw, "search config"),
+                        evaluation=EvalSpec.from_dict(_typed(EvalSpec, evaluation, "evaluation")))
 
 
 def load_config(path: str | Path) -> SearchConfig:
@@ -87,6 +103,43 @@ def load_config(path: str | Path) -> SearchConfig:
     return config_from_dict(raw)
 
 
-def with_overrides(config: SearchConfig, **overrides) -> SearchConfig:
-    """Typed command-line overrides (None = keep)."""
-    return replace(config, **{k: v for k, v in overrides.items() if v is not None})
+def parse_overrides(items: list[str] | None) -> dict:
+    """["population=16", "evaluation.nsamples=8", "operators=[add, mul]"] -> a nested dict of YAML values."""
+    out: dict = {}
+    for item in items or []:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise EvopruneError(f"override {item!r} is not KEY=VALUE")
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError:
+            raise EvopruneError(f"override {item!r}: the value is not valid YAML") from None
+        *parents, leaf = key.strip().split(".")
+        if len(parents) > 1 or (parents and parents[0] != "evaluation"):
+            raise EvopruneError(f"override key {key!r}: only `evaluation.` keys may be dotted")
+        (out.setdefault("evaluation", {}) if parents else out)[leaf] = value
+    return out
+
+
+def with_overrides(config: SearchConfig, overrides: dict) -> SearchConfig:
+    """The config with `overrides` (a nested dict, None values ignored) applied and validated again."""
+    raw = config.to_dict()
+    for key, value in overrides.items():
+        if key == "evaluation" and isinstance(value, dict):
+            raw["evaluation"].update({k: v for k, v in value.items() if v is not None})
+        elif value is not None:
+            raw[key] = value
+    return config_from_dict(raw)
+
+
+def pin_run_defining(config: SearchConfig, saved: dict) -> tuple[SearchConfig, list[str]]:
+    """On resume: the run-defining keys take the checkpoint's values. Returns the config and the keys changed."""
+    raw, changed = config.to_dict(), []
+    for key in RUN_DEFINING:
+        theirs = dict(saved[key]) if key == "evaluation" else saved[key]
+        if key == "evaluation":
+            theirs.update({k: raw[key][k] for k in FREE_EVALUATION_KEYS})
+        if raw[key] != theirs:
+            changed.append(key)
+            raw[key] = theirs
+    return config_from_dict(raw), changed

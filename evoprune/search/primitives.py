@@ -6,18 +6,25 @@ sympy through the registry, so search, prune and export share one definition of 
 
 from __future__ import annotations
 
-import itertools
+import math
 import random
+import re
 from functools import partial
 
 import sympy
 from deap import gp
 
-from evoprune.formula.compile import normalize_numbers
+from evoprune.formula.canonical import normalize_numbers
+from evoprune.formula.compile import number
 from evoprune.formula.leaves import LEAF_SYMBOLS
-from evoprune.formula.operators import OPERATORS, power_sympy
+from evoprune.formula.operators import OPERATORS
 
-_counter = itertools.count()
+
+class NotExpressible(ValueError):
+    """A sympy expression that the configured primitive set cannot write as a tree."""
+
+
+_TOKENS = re.compile(r"[\s(),]+")
 
 
 def _inert(*_args):
@@ -25,10 +32,13 @@ def _inert(*_args):
 
 
 def power_name(c: float) -> str:
-    return "pow" + str(c).replace(".", "p").replace("-", "m")
+    """The unary primitive for pow(a, c): pow0p5, pow1p5, powm1 (DEAP names must be identifiers)."""
+    return "pow" + str(float(c)).replace(".", "p").replace("-", "m").removesuffix("p0")
 
 
 def build_pset(leaves, operators, powers, constants) -> gp.PrimitiveSet:
+    """Terminals: the leaves (renamed arguments) and one ephemeral drawing from `constants`; primitives: the
+    registry operators, plus one unary `pow<c>` per exponent (the registry's pow with that constant)."""
     pset = gp.PrimitiveSet("MAIN", len(leaves))
     pset.renameArguments(**{f"ARG{i}": name for i, name in enumerate(leaves)})
     for name in operators:
@@ -37,25 +47,43 @@ def build_pset(leaves, operators, powers, constants) -> gp.PrimitiveSet:
         pset.addPrimitive(_inert, 1, name=power_name(c))
     if constants:
         # Plain Python floats (numpy floats print as np.float64(...) and break string round trips).
-        pset.addEphemeralConstant(f"const{next(_counter)}", partial(random.choice, [float(c) for c in constants]))
+        # DEAP 1.4 keys ephemerals per primitive set, so one name serves every set.
+        pset.addEphemeralConstant("const", partial(random.choice, [float(c) for c in constants]))
     pset.powers = {power_name(c): float(c) for c in powers}
     return pset
 
 
 def tree_from_string(text: str, pset: gp.PrimitiveSet) -> gp.PrimitiveTree:
-    """`PrimitiveTree.from_string`, but numeric terminals come back as the pset's ephemeral constants (DEAP makes
-    them plain terminals, which `mutEphemeral` then skips: a resumed run would diverge). Consumes no randomness."""
-    tree = gp.PrimitiveTree.from_string(text, pset)
-    ephemerals = [t for t in pset.terminals[pset.ret] if isinstance(t, gp.MetaEphemeral)]
-    if not ephemerals:
-        return tree
-    cls = ephemerals[0]
-    for i, node in enumerate(tree):
-        if isinstance(node, gp.Terminal) and not isinstance(node.value, str):
-            constant = cls.__new__(cls)  # skips __init__, which would draw a new random value
-            constant.value = node.value
-            tree[i] = constant
-    return tree
+    """Read a tree printed by `str(tree)`. Unlike `PrimitiveTree.from_string` it never `eval`s a token (the text
+    comes from a run directory on disk), and numbers come back as the pset's ephemeral constants (DEAP makes them
+    plain terminals, which `mutEphemeral` then skips: a resumed run would diverge). Consumes no randomness."""
+    ephemeral = next((t for t in pset.terminals[pset.ret] if isinstance(t, gp.MetaEphemeral)), None)
+    nodes, open_slots = [], 1
+    for token in filter(None, _TOKENS.split(text)):
+        if open_slots == 0:
+            raise NotExpressible(f"trailing tokens in tree {text[:60]!r}")
+        node = pset.mapping.get(token)
+        if node is None:
+            node = _constant_node(token, ephemeral)
+        nodes.append(node)
+        open_slots += getattr(node, "arity", 0) - 1
+    if open_slots != 0 or not nodes:
+        raise NotExpressible(f"incomplete tree {text[:60]!r}")
+    return gp.PrimitiveTree(nodes)
+
+
+def _constant_node(token: str, ephemeral):
+    try:
+        value = float(token)
+    except ValueError:
+        raise NotExpressible(f"unknown token {token[:30]!r} in a tree") from None
+    if not math.isfinite(value):
+        raise NotExpressible(f"non-finite constant {token!r} in a tree")
+    if ephemeral is None:
+        return gp.Terminal(value, False, object)
+    constant = ephemeral.__new__(ephemeral)  # skips __init__, which would draw a new random value
+    constant.value = value
+    return constant
 
 
 def tree_to_sympy(tree: gp.PrimitiveTree, pset: gp.PrimitiveSet) -> sympy.Expr:
@@ -76,7 +104,7 @@ def tree_to_sympy(tree: gp.PrimitiveTree, pset: gp.PrimitiveSet) -> sympy.Expr:
 def _node_to_sympy(node, args, pset) -> sympy.Expr:
     if isinstance(node, gp.Primitive):
         if node.name in pset.powers:
-            return power_sympy(args[0], pset.powers[node.name])
+            return OPERATORS["pow"].sympy(args[0], pset.powers[node.name])
         return OPERATORS[node.name].sympy(*args)
     name = node.value if isinstance(node.value, str) else None  # renamed argument: readable name in .value
     if name in LEAF_SYMBOLS:
@@ -84,12 +112,9 @@ def _node_to_sympy(node, args, pset) -> sympy.Expr:
     return sympy.Float(float(node.value)) if not float(node.value).is_integer() else sympy.Integer(int(node.value))
 
 
-class NotExpressible(ValueError):
-    """A sympy expression that the configured primitive set cannot write as a tree."""
-
-
 def sympy_to_tree(expr: sympy.Expr, pset: gp.PrimitiveSet) -> gp.PrimitiveTree:
-    return gp.PrimitiveTree.from_string(_prefix(expr, pset), pset)
+    """A tree with the same meaning as `expr` (for seeding); NotExpressible if the primitives cannot write it."""
+    return tree_from_string(_prefix(expr, pset), pset)
 
 
 def _prefix(expr: sympy.Expr, pset) -> str:
@@ -97,7 +122,10 @@ def _prefix(expr: sympy.Expr, pset) -> str:
     if expr.is_Symbol:
         return expr.name
     if expr.is_Number:
-        return repr(float(expr))
+        value = number(expr)
+        if not math.isfinite(value):
+            raise NotExpressible(f"constant {expr} is beyond float range")
+        return repr(value)
     if expr.is_Add or expr.is_Mul:
         op = "add" if expr.is_Add else "mul"
         if op not in prims:
@@ -116,17 +144,22 @@ def _prefix(expr: sympy.Expr, pset) -> str:
 
 
 def _power_prefix(base, exponent, pset, prims) -> str:
-    inner = base.args[0] if isinstance(base, sympy.Abs) else base
+    """base**e as a tree with the same meaning (compile.py: integer powers are signed, others are of |base|)."""
     e = float(exponent)
+    absolute = isinstance(base, sympy.Abs) or bool(base.is_nonnegative) or (e.is_integer() and e % 2 == 0)
+    inner = base.args[0] if isinstance(base, sympy.Abs) else base
     for name, c in pset.powers.items():
-        if e == c:
+        if e == c and absolute:  # pow<c>(a) = |a|^c
             return f"{name}({_prefix(inner, pset)})"
     if e == 1:
         return _prefix(base, pset)
     if e == 2 and "sqr" in prims:
         return f"sqr({_prefix(base, pset)})"
+    if e == 0.5 and absolute and "sqrt" in prims:
+        return f"sqrt({_prefix(inner, pset)})"
     if e.is_integer() and e > 2 and "mul" in prims:
         return f"mul({_power_prefix(base, sympy.Integer(int(e) - 1), pset, prims)}, {_prefix(base, pset)})"
-    if e == -1 and "div" in prims:
-        return f"div(1.0, {_prefix(base, pset)})"
+    if e < 0 and "div" in prims:
+        positive = sympy.Integer(int(-e)) if e.is_integer() else sympy.Float(-e)
+        return f"div(1.0, {_power_prefix(base, positive, pset, prims)})"
     raise NotExpressible(f"power {exponent} not in the primitive set")

@@ -1,41 +1,68 @@
-"""The end of a run: best.json (best first, with perplexity for the top few), the Pareto front, and the table
-of the best formulas beside the built-in baselines."""
+"""The end of a run: best.json (best first, the top few re-scored by perplexity, beside the built-in baselines
+under the same protocol), the Pareto front, the fitness history and the cache hit rates."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from pathlib import Path
 
-from evoprune.formula import formula_size, parse_formula
+from evoprune.formula import formula_leaves, parse_formula, to_latex, to_text
 from evoprune.search import run_dir
-from evoprune.search.loop import BASELINE_FORMULAS, pareto_front, ranked
+from evoprune.search.ranking import BASELINE_FORMULAS, hall_of_fame, pareto_front
 
 BEST_KEPT = 10
+PerplexityFn = Callable[[str], float]
 
 
-def finish_run(out: Path, state: dict, rescore_top: int, leaves: tuple[str, ...], protocol: dict,
-               perplexity_fn: Callable[[str], float] | None) -> dict:
-    best = []
-    for i, (form, result) in enumerate(ranked(state["cache"])[:BEST_KEPT]):
-        ppl = perplexity_fn(form) if perplexity_fn is not None and i < rescore_top else None
-        best.append({"formula": form, "canonical": form, "fitness": result["fitness"],
-                     "size": formula_size(parse_formula(form)), "perplexity": ppl})
-    baselines = []
-    if perplexity_fn is not None:
-        for name, text in BASELINE_FORMULAS.items():
-            if name in ("wanda", "magnitude") and {s.name for s in parse_formula(text).free_symbols} <= set(leaves):
-                baselines.append({"method": name, "formula": text, "perplexity": perplexity_fn(name)})
-    payload = {"best": best, "baselines": baselines, "pareto": pareto_front(state["cache"]),
-               "history": state["history"], "protocol": protocol,
-               "cache": cache_summary(state)}
-    run_dir.write_best(out, payload)
-    return payload
+def _perplexity(fn: PerplexityFn | None, formula: str) -> tuple[float | None, str | None]:
+    if fn is None:
+        return None, None
+    try:
+        return float(fn(formula)), None
+    except Exception as exc:  # noqa: BLE001 -- one formula that cannot be re-scored must not lose the run's result
+        return None, f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
+
+
+def best_rows(state: dict, rescore_top: int, perplexity_fn: PerplexityFn | None) -> list[dict]:
+    rows = []
+    for i, (form, result) in enumerate(hall_of_fame(state["cache"], BEST_KEPT)):
+        ppl, error = _perplexity(perplexity_fn if i < rescore_top else None, form)
+        expr = parse_formula(form)
+        rows.append({"formula": form, "canonical": form, "fitness": result["fitness"], "size": result["size"],
+                     "perplexity": ppl, "perplexity_error": error, "text": to_text(expr), "latex": to_latex(expr)})
+    return rows
+
+
+def baseline_rows(available_leaves: tuple[str, ...], perplexity_fn: PerplexityFn | None) -> list[dict]:
+    """Every built-in baseline the evaluator's leaves can compute, re-scored exactly like the best formulas."""
+    rows = []
+    for name, text in BASELINE_FORMULAS.items():
+        if perplexity_fn is None or not formula_leaves(parse_formula(text)) <= set(available_leaves):
+            continue
+        ppl, error = _perplexity(perplexity_fn, text)
+        rows.append({"method": name, "formula": text, "perplexity": ppl, "perplexity_error": error})
+    return rows
 
 
 def cache_summary(state: dict) -> dict:
+    """Canonical-cache hits: candidates that needed no evaluation; mask-hash hits: evaluations the evaluator
+    answered from an identical set of masks (a rank-equivalent formula seen before)."""
     candidates = sum(h["candidates"] for h in state["history"])
     evaluations = sum(h["evaluations"] for h in state["history"])
     mask_hits = sum(1 for r in state["cache"].values() if r.get("cached"))
     return {"candidates": candidates, "unique_formulas": len(state["cache"]), "evaluations": evaluations,
             "canonical_hit_rate": 1 - evaluations / candidates if candidates else 0.0,
-            "mask_hash_hits": mask_hits}
+            "mask_hash_hits": mask_hits, "mask_hash_hit_rate": mask_hits / evaluations if evaluations else 0.0,
+            "failures": sum(1 for r in state["cache"].values() if not math.isfinite(r["fitness"]))}
+
+
+def finish_run(out: Path, state: dict, rescore_top: int, available_leaves: tuple[str, ...], protocol: dict,
+               perplexity_fn: PerplexityFn | None) -> dict:
+    """Write best.json and return its payload. `available_leaves`: what the evaluator computes (for baselines)."""
+    payload = {"best": best_rows(state, rescore_top, perplexity_fn),
+               "baselines": baseline_rows(available_leaves, perplexity_fn),
+               "pareto": pareto_front(state["cache"]), "history": state["history"], "protocol": protocol,
+               "cache": cache_summary(state)}
+    run_dir.write_best(out, payload)
+    return payload

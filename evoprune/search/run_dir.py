@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import pickle
 import shutil
 from pathlib import Path
 
@@ -13,10 +12,13 @@ import yaml
 
 from evoprune.errors import EvopruneError
 
-CONFIG, CANDIDATES, CHECKPOINT, BEST = "config.yaml", "candidates.jsonl", "checkpoint.pkl", "best.json"
+CONFIG, CANDIDATES, CHECKPOINT, BEST = "config.yaml", "candidates.jsonl", "checkpoint.json", "best.json"
 
 
 def claim_run_dir(out: Path, force: bool) -> None:
+    """Create `out` for a new run. An existing non-empty directory is refused unless `force` (then emptied)."""
+    if out.exists() and not out.is_dir():
+        raise EvopruneError(f"run directory {out} exists and is not a directory")
     if out.exists() and any(out.iterdir()):
         if not force:
             raise EvopruneError(f"run directory {out} exists (use --force to overwrite, or `evoprune resume {out}`)")
@@ -58,21 +60,42 @@ def truncate_candidates(out: Path, generation: int) -> None:
     """On resume: drop log lines of generations after the checkpoint (written before an interruption)."""
     path = out / CANDIDATES
     if path.is_file():
-        kept = [line for line in path.read_text().splitlines() if json.loads(line)["generation"] <= generation]
+        kept = [line for line in path.read_text().splitlines() if _generation(line) <= generation]
         atomic_write(path, ("\n".join(kept) + "\n" if kept else "").encode())
 
 
+def _generation(line: str) -> float:
+    """A log line's generation; a line torn by a crash counts as after every checkpoint (dropped)."""
+    try:
+        return json.loads(line)["generation"]
+    except (json.JSONDecodeError, KeyError, TypeError):
+        return math.inf
+
+
 def save_checkpoint(out: Path, state: dict) -> None:
-    atomic_write(out / CHECKPOINT, pickle.dumps(state))  # plain data only: strings, numbers, RNG states
+    """Plain JSON (trees as strings, RNG states as lists; inf written as Infinity): loading a run directory never
+    runs code, unlike a pickle."""
+    atomic_write(out / CHECKPOINT, json.dumps(state).encode())
 
 
 def load_checkpoint(out: Path) -> dict | None:
     path = out / CHECKPOINT
     if not path.is_file():
         return None
-    with open(path, "rb") as fh:
-        return pickle.load(fh)
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise EvopruneError(f"checkpoint {path} is unreadable: {exc}") from None
 
 
 def write_best(out: Path, payload: dict) -> None:
-    atomic_write(out / BEST, (json.dumps(payload, indent=2) + "\n").encode())
+    """Strict JSON for other tools: non-finite numbers (a failed perplexity) are written as null."""
+    atomic_write(out / BEST, (json.dumps(_finite(payload), indent=2, allow_nan=False) + "\n").encode())
+
+
+def _finite(value):
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return json_number(value) if isinstance(value, float) else value

@@ -1,0 +1,28 @@
+"""The hall of fame (distinct canonical formulas, best first) and the Pareto front of fitness vs formula size,
+both read from the canonical-form cache: every formula the run ever evaluated, not only the last population."""
+
+from __future__ import annotations
+
+import math
+
+# The built-in baselines written in the formula language (their leaves decide where they can be shown).
+BASELINE_FORMULAS = {"magnitude": "abs(W)", "wanda": "abs(W)*X", "ria": "(rownorm(abs(W)) + colnorm(abs(W)))*X**0.5",
+                     "pruner-zero": "W**2*mms(G)"}
+
+
+def hall_of_fame(cache: dict, n: int | None = None) -> list[tuple[str, dict]]:
+    """Distinct canonical formulas by (fitness, size, text); failures excluded. Ties go to the smaller formula."""
+    good = [(form, r) for form, r in cache.items() if math.isfinite(r["fitness"])]
+    good.sort(key=lambda item: (item[1]["fitness"], item[1]["size"], item[0]))
+    return good if n is None else good[:n]
+
+
+def pareto_front(cache: dict) -> list[dict]:
+    """Non-dominated (size, fitness) points: for each size, a formula better than every smaller one."""
+    front, best_so_far = [], math.inf
+    points = sorted((r["size"], r["fitness"], f) for f, r in cache.items() if math.isfinite(r["fitness"]))
+    for size, fitness, form in points:
+        if fitness < best_so_far:
+            front.append({"canonical": form, "size": size, "fitness": fitness})
+            best_so_far = fitness
+    return front
