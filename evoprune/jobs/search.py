@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 from evoprune.errors import EvopruneError
 from evoprune.fitness.evaluator import Evaluator
 from evoprune.search import run_dir
-from evoprune.search.config import RUN_DEFINING, SearchConfig, config_from_dict
+from evoprune.search.config import FREE_EVALUATION_KEYS, RUN_DEFINING, SearchConfig, config_from_dict, with_overrides
 from evoprune.search.dashboard import Dashboard
 from evoprune.search.loop import run_search
 from evoprune.search.report import finish_run
@@ -34,22 +33,19 @@ def search_job(config: SearchConfig, out: Path, force: bool = False, resume: boo
         evaluator = getattr(pool, "evaluator", None)
         if evaluator is None and config.rescore_top > 0:
             evaluator = Evaluator(config.evaluation)  # Ray pool: the driver needs its own model to re-score
-        perplexity = (lambda formula: evaluator.perplexity(formula)) if config.rescore_top > 0 else None
+        perplexity = evaluator.perplexity if config.rescore_top > 0 else None
         protocol = evaluator.protocol() if evaluator is not None else {}
-        return finish_run(out, state, config.rescore_top, config.leaves, protocol, perplexity)
+        return finish_run(out, state, config.rescore_top, config.evaluation.leaves, protocol, perplexity)
 
 
 def resume_config(out: Path, overrides: dict) -> SearchConfig:
-    """The run's own config; only keys that do not define the run (e.g. generations) may be overridden."""
-    saved = run_dir.read_config(out)
-    for key, value in overrides.items():
-        if value is None:
-            continue
-        if key in RUN_DEFINING:
-            raise EvopruneError(f"{key} defines the run and cannot change on resume")
-        saved[key] = value
+    """The run's own config; keys that define the run cannot be overridden (the checkpoint pins them anyway)."""
     if run_dir.load_checkpoint(out) is None:
         raise EvopruneError(f"{out} has no checkpoint to resume from")
-    config = config_from_dict(saved)
+    for key, value in overrides.items():
+        free = key == "evaluation" and isinstance(value, dict) and set(value) <= set(FREE_EVALUATION_KEYS)
+        if key in RUN_DEFINING and value is not None and not free:
+            raise EvopruneError(f"{key} defines the run and cannot change on resume")
+    config = with_overrides(config_from_dict(run_dir.read_config(out)), overrides)
     run_dir.write_config(out, config.to_dict())
-    return replace(config)
+    return config
