@@ -119,6 +119,16 @@ def test_equivalent_candidates_are_evaluated_once_and_bad_results_are_worst():
     assert rows[0]["fitness"] == math.inf and "map_fn returned" in rows[0]["reason"]
 
 
+def test_rank_equivalent_formulas_are_caught_by_the_evaluators_mask_hash():
+    pset = build_pset(("W", "X"), ("mul", "abs", "log", "sqrt"), (), ())
+    pop = [creator.EvoIndividual(tree_from_string(t, pset)) for t in
+           ("mul(abs(W), X)", "log(mul(abs(W), X))", "sqrt(mul(W, X))", "abs(W)")]
+    rows = evaluate_population(pop, 0, pset, {}, map_fn_of(synthetic_evaluator()))
+    assert [r["evaluated"] for r in rows] == [True] * 4  # distinct canonical forms
+    assert [r["cached"] for r in rows] == [False, True, True, False]  # ... but the same masks for the first 3
+    assert rows[0]["fitness"] == rows[1]["fitness"] == rows[2]["fitness"] != rows[3]["fitness"]
+
+
 def test_search_improves_on_its_first_generation(tmp_path):
     state = run_search(config(generations=6), tmp_path, map_fn_of(synthetic_evaluator()))
     history = state["history"]

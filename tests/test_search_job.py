@@ -73,3 +73,18 @@ def test_search_then_resume_through_the_cli(tmp_path, capsys):
     assert len(lines) == 5 * 12 and json.loads(lines[-1])["generation"] == 4
     assert main(["search", "--config", _config(tmp_path), "--out", str(out), "--force", "--generations", "1"]) == 0
     assert len((out / run_dir.CANDIDATES).read_text().splitlines()) == 12
+
+
+def test_dashboard_renders_in_a_terminal():
+    from rich.console import Console
+
+    from evoprune.search.dashboard import Dashboard
+
+    console = Console(force_terminal=True, width=120, record=True)
+    cache = {"X*Abs(W)": {"fitness": 0.1, "size": 4}, "W": {"fitness": float("inf"), "size": 1}}
+    with Dashboard(3, console=console) as dash:
+        for g, best in enumerate((0.3, 0.2, 0.1)):
+            dash.update({"generation": g, "best": best, "median": 0.5, "evaluations": 5, "cache_hits": 2,
+                         "candidates": 8, "failures": 1, "seconds": 1.0}, cache)
+    text = console.export_text()
+    assert "generation 3/3" in text and "X·|W|" in text and "hall of fame" in text
