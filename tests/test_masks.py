@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from evoprune.errors import EvopruneError
-from evoprune.prune.masks import check_sparsity, parse_pattern, select_mask
+from evoprune.prune.masks import Pattern, check_sparsity, parse_pattern, select_mask
 
 
 @pytest.mark.parametrize("sparsity", [0.0, 0.1, 0.5, 0.7, 0.99])
@@ -57,3 +57,26 @@ def test_bad_patterns_and_sparsities_are_user_errors():
         select_mask(torch.randn(2, 6), 0.4, parse_pattern("3:5"))
     with pytest.raises(ValueError, match="NaN"):
         select_mask(torch.tensor([[float("nan"), 1.0]]), 0.5, parse_pattern("unstructured"))
+
+
+def _stable_sort_mask(scores: torch.Tensor, k: int) -> torch.Tensor:
+    """The tie rule's definition: a stable ascending sort, the first k dropped."""
+    mask = torch.ones_like(scores, dtype=torch.bool)
+    if k > 0:
+        mask.scatter_(-1, torch.sort(scores, dim=-1, stable=True).indices[..., :k], False)
+    return mask
+
+
+@pytest.mark.parametrize("quantize", [None, 4.0, 0.5])
+@pytest.mark.parametrize("sparsity", [0.0, 0.1, 0.5, 0.9, 0.999])
+def test_selection_equals_a_stable_sort_with_and_without_ties(quantize, sparsity):
+    """The fast selection (partition + boundary tie-break) is the stable sort's mask, bit for bit."""
+    gen = torch.Generator().manual_seed(int(sparsity * 1000) + int(quantize or 0))
+    scores = torch.randn(37, 96, generator=gen)
+    if quantize:  # coarse grids make ties common, as the 4-bit embedded model does
+        scores = (scores * quantize).round()
+    for group, view in (("row", scores), ("layer", scores.reshape(1, -1))):
+        expected = _stable_sort_mask(view, int(sparsity * view.shape[-1])).reshape(scores.shape)
+        assert torch.equal(select_mask(scores, sparsity, Pattern(), group), expected)
+    assert torch.equal(select_mask(scores, 0.5, Pattern(2, 4)),
+                       _stable_sort_mask(scores.reshape(37, 24, 4), 2).reshape(scores.shape))

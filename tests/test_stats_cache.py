@@ -33,6 +33,10 @@ def test_second_call_reads_the_cache_and_matches(model, tmp_path, monkeypatch):
             assert torch.equal(getattr(first[key], leaf), getattr(second[key], leaf))
     # q/k/v see the same input, so they share one Hessian tensor on disk and in memory
     assert second["0.self_attn.q_proj"].H.data_ptr() == second["0.self_attn.k_proj"].H.data_ptr()
+    # an entry holding more than asked serves a smaller request, without the extra fields
+    lesser = cached_dense_stats(model, windows, calib, with_hessian=False, with_grad=False)
+    assert lesser["0.mlp.up_proj"].H is None and lesser["0.mlp.up_proj"].G is None
+    assert torch.equal(lesser["0.mlp.up_proj"].X, first["0.mlp.up_proj"].X)
 
 
 def test_key_depends_on_everything_the_stats_depend_on(model):

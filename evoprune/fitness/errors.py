@@ -5,10 +5,16 @@ from __future__ import annotations
 import torch
 
 
-def layer_error(weight: torch.Tensor, mask: torch.Tensor, hessian: torch.Tensor) -> torch.Tensor:
+def output_energy(weight: torch.Tensor, hessian: torch.Tensor) -> torch.Tensor:
+    """‖WX‖² (per token) from the Gram matrix: the dense denominator of `layer_error`, computed once per layer."""
+    return (weight @ hessian * weight).sum()
+
+
+def layer_error(weight: torch.Tensor, mask: torch.Tensor, hessian: torch.Tensor,
+                energy: torch.Tensor | None = None) -> torch.Tensor:
     """‖(W − W⊙M)X‖² / ‖WX‖² from the Gram matrix H = XᵀX/T: no forward pass needed."""
     removed = weight * ~mask
-    return (removed @ hessian * removed).sum() / (weight @ hessian * weight).sum()
+    return (removed @ hessian * removed).sum() / (output_energy(weight, hessian) if energy is None else energy)
 
 
 def relative_output_error(pruned: torch.Tensor, dense: torch.Tensor) -> torch.Tensor:

@@ -16,7 +16,7 @@ import torch
 
 from evoprune.data.perplexity import perplexity as window_perplexity
 from evoprune.data.tokens import CalibSpec
-from evoprune.fitness.errors import kl_from_dense, layer_error, relative_output_error
+from evoprune.fitness.errors import kl_from_dense, layer_error, output_energy, relative_output_error
 from evoprune.fitness.spec import EvalSpec
 from evoprune.jobs.protocol import EvalSpec as PerplexitySpec
 from evoprune.jobs.protocol import calib_windows, evaluation_windows, protocol_record
@@ -56,6 +56,7 @@ class Evaluator:
         self.leaves = {key: {k: v for k, v in layer_leaves(self.original[key], stats[key]).items()
                              if k in spec.leaves} for key in self.layers}
         self.hessians = {key: stats[key].H for key in self.layers} if spec.fitness == "layer" else {}
+        self.energies = self._energies()
         self.settings = _settings(spec)
         self._prepare_references(windows[: spec.fitness_samples])
         self.mask_cache: dict[str, float] = {}
@@ -69,8 +70,15 @@ class Evaluator:
             raise ValueError("only the layer fitness works without a model")
         ev = cls.__new__(cls)
         ev.spec, ev.leaves, ev.hessians, ev.layers, ev.mask_cache = spec, leaves, hessians, {}, {}
+        ev.energies = ev._energies()
         ev.settings = _settings(spec)
         return ev
+
+    @torch.no_grad()
+    def _energies(self) -> dict[str, torch.Tensor]:
+        """The dense ‖WX‖² of every layer: the layer fitness's fixed denominators."""
+        return {key: output_energy(self.leaves[key]["W"], H.to(self.leaves[key]["W"].device))
+                for key, H in self.hessians.items()}
 
     def protocol(self) -> dict:
         return {**protocol_record(self.loaded, self.calib, None), "fitness": self.spec.fitness,
@@ -103,9 +111,10 @@ class Evaluator:
                 scores = torch.as_tensor(scores, dtype=torch.float32, device=leaves["W"].device).expand(shape)
             except (RuntimeError, ValueError, TypeError, ZeroDivisionError, OverflowError) as exc:
                 raise CandidateFailure(f"{type(exc).__name__} on layer {key}: {str(exc).splitlines()[0]}") from exc
-            if not torch.isfinite(scores).all():
+            low, high = torch.aminmax(scores)  # one pass: NaN and ±inf propagate into the extremes
+            if not (torch.isfinite(low) and torch.isfinite(high)):
                 raise CandidateFailure(f"non-finite scores on layer {key}")
-            if bool((scores == scores.reshape(-1)[0]).all()):
+            if bool(low == high):
                 raise CandidateFailure(f"constant scores on layer {key}")
             masks[key] = select_mask(scores, sparsity, pattern, self.spec.group)
         return masks
@@ -126,7 +135,8 @@ class Evaluator:
     @torch.no_grad()
     def fitness_of_masks(self, masks: dict[str, torch.Tensor]) -> float:
         if self.spec.fitness == "layer":
-            errors = [layer_error(self.leaves[k]["W"], m, self.hessians[k].to(m.device)) for k, m in masks.items()]
+            errors = [layer_error(self.leaves[k]["W"], m, self.hessians[k].to(m.device), self.energies[k])
+                      for k, m in masks.items()]
             return float(torch.stack(errors).mean())
         self._apply(masks)
         try:

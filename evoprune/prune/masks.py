@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from evoprune.errors import EvopruneError
@@ -61,13 +62,40 @@ def check_sparsity(sparsity: float, pattern: Pattern) -> float:
     return sparsity
 
 
+def _kth_smallest(flat: torch.Tensor, k: int) -> torch.Tensor:
+    """The k-th smallest value of every row, [rows, 1]. numpy's introselect is ~4x faster than torch.kthvalue on
+    CPU and much faster than a full sort; on an accelerator torch.kthvalue stays on the device."""
+    if flat.device.type == "cpu":
+        values = np.partition(flat.numpy(), k - 1, axis=-1)[:, k - 1 : k]
+        return torch.from_numpy(values)
+    return flat.kthvalue(k, dim=-1, keepdim=True).values
+
+
 def _prune_lowest(scores: torch.Tensor, k: int) -> torch.Tensor:
-    """Keep-mask along the last dim that drops the k lowest scores (stable: lower index dropped first)."""
-    mask = torch.ones_like(scores, dtype=torch.bool)
-    if k > 0:
-        order = torch.sort(scores, dim=-1, stable=True).indices
-        mask.scatter_(-1, order[..., :k], False)
-    return mask
+    """Keep-mask along the last dim that drops the k lowest scores; among ties at the threshold the lower index is
+    dropped first, exactly as a stable ascending sort would (tested against one)."""
+    n = scores.shape[-1]
+    if k <= 0:
+        return torch.ones_like(scores, dtype=torch.bool)
+    if k >= n:
+        return torch.zeros_like(scores, dtype=torch.bool)
+    flat = scores.detach().reshape(-1, n)
+    if n <= 8:  # N:M groups: a stable sort over tiny rows is cheaper than selection
+        order = torch.sort(flat, dim=-1, stable=True).indices
+        keep = torch.ones_like(flat, dtype=torch.bool)
+        keep.scatter_(-1, order[:, :k], False)
+        return keep.reshape(scores.shape)
+    threshold = _kth_smallest(flat.contiguous(), k)
+    keep = flat > threshold
+    ties = flat == threshold
+    # ties to drop per row = k minus the scores strictly below the threshold; rows with more ties than that keep
+    # the later ones (higher index)
+    drop_ties = k - (n - keep.sum(-1, keepdim=True) - ties.sum(-1, keepdim=True))
+    rows = (ties.sum(-1, keepdim=True) > drop_ties).squeeze(-1).nonzero().squeeze(-1)
+    if len(rows):
+        row_ties = ties[rows]
+        keep[rows] |= row_ties & (row_ties.cumsum(-1) > drop_ties[rows])
+    return keep.reshape(scores.shape)
 
 
 def select_mask(scores: torch.Tensor, sparsity: float, pattern: Pattern, group: str = "row") -> torch.Tensor:

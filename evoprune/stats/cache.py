@@ -46,9 +46,15 @@ def cached_dense_stats(
 ) -> dict[str, LayerStats]:
     """`collect_dense_stats`, read from / written to `<cache>/stats/<key>.pt` (atomic write)."""
     path = cache_dir() / "stats" / f"{stats_key(model, calib, with_hessian, with_grad)}.pt"
-    if path.is_file():
-        raw = torch.load(path, weights_only=True)
-        return {key: LayerStats(**fields) for key, fields in raw.items()}
+    # an entry with more statistics than asked for serves too (the extra fields are dropped): a gradient pass
+    # costs minutes on a CPU, so a run asking for less than the cache holds must not repeat it
+    for hessian, grad in ((with_hessian, with_grad), (True, with_grad), (with_hessian, True), (True, True)):
+        held = cache_dir() / "stats" / f"{stats_key(model, calib, hessian, grad)}.pt"
+        if held.is_file():
+            raw = torch.load(held, weights_only=True)
+            return {key: LayerStats(**{**fields, "H": fields["H"] if with_hessian else None,
+                                       "G": fields["G"] if with_grad else None})
+                    for key, fields in raw.items()}
     stats = collect_dense_stats(model, windows, with_hessian, with_grad, progress)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".tmp{os.getpid()}")
