@@ -1,0 +1,144 @@
+"""A read-only view of a run directory (format: evoprune/search/run_dir.py). Every file but config.yaml is
+optional, so a run that is still going (checkpoint, no best.json yet) can be exported, plotted and listed: what
+best.json would hold is then derived from the checkpoint's canonical-form cache. Nothing here runs code from the
+directory (all files are JSON/YAML)."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+from evoprune.errors import EvopruneError
+from evoprune.formula import FormulaError, parse_formula, to_latex, to_text
+from evoprune.search import run_dir
+from evoprune.search.ranking import hall_of_fame, pareto_front
+from evoprune.search.report import BEST_KEPT
+
+STATUSES = ("finished", "in progress", "empty")
+
+
+def display_text(canonical: str) -> str:
+    """The one-line unicode rendering (|W|·X^0.5) of a canonical formula; the text itself if it does not parse."""
+    try:
+        return to_text(parse_formula(canonical))
+    except FormulaError:
+        return canonical
+
+
+@dataclass
+class RunView:
+    path: Path
+    config: dict
+    checkpoint: dict | None = None
+    best_payload: dict | None = None
+
+    @classmethod
+    def open(cls, path: Path) -> RunView:
+        path = Path(path)
+        if not path.is_dir():
+            raise EvopruneError(f"run directory not found: {path}")
+        config = run_dir.read_config(path) or {}
+        if not isinstance(config, dict):
+            raise EvopruneError(f"{path / run_dir.CONFIG} is not a mapping")
+        return cls(path, config, run_dir.load_checkpoint(path), _read_best(path))
+
+    # -- progress -------------------------------------------------------------------------------------------
+    @property
+    def generations_done(self) -> int:
+        if self.checkpoint is not None:
+            return int(self.checkpoint.get("generation", -1)) + 1
+        return len(self.best_payload.get("history", [])) if self.best_payload else 0
+
+    @property
+    def generations_total(self) -> int | None:
+        total = self.config.get("generations")
+        return total if isinstance(total, int) else None
+
+    @property
+    def status(self) -> str:
+        """finished: best.json covers the last checkpoint (a resumed, extended run is in progress again until
+        its new best.json); in progress: a generation is checkpointed; empty: nothing evaluated yet."""
+        if self.best_payload is not None and len(self.best_payload.get("history", [])) >= self.generations_done:
+            return "finished"
+        return "in progress" if self.generations_done > 0 else "empty"
+
+    @property
+    def finished(self) -> bool:
+        return self.status == "finished"
+
+    # -- results (best.json when finished, else derived from the checkpoint) --------------------------------
+    @property
+    def history(self) -> list[dict]:
+        if self.finished:
+            return self.best_payload.get("history", [])
+        return (self.checkpoint or {}).get("history", [])
+
+    @property
+    def cache(self) -> dict:
+        """canonical formula -> {fitness, size, ...}: every formula the run evaluated (checkpoint only)."""
+        return (self.checkpoint or {}).get("cache", {})
+
+    @cached_property
+    def best_rows(self) -> list[dict]:
+        """Best first: formula, canonical, fitness, size, perplexity (None unless measured), text, latex."""
+        if self.finished:
+            return list(self.best_payload.get("best", []))
+        rows = []
+        for form, result in hall_of_fame(self.cache, BEST_KEPT):
+            try:
+                expr = parse_formula(form)
+            except FormulaError:  # never expected for the search's own canonical strings; skip, don't crash
+                continue
+            rows.append({"formula": form, "canonical": form, "fitness": result["fitness"], "size": result["size"],
+                         "perplexity": None, "perplexity_error": None, "text": to_text(expr),
+                         "latex": to_latex(expr)})
+        return rows
+
+    @property
+    def pareto(self) -> list[dict]:
+        if self.finished:
+            return self.best_payload.get("pareto", [])
+        return pareto_front(self.cache)
+
+    @property
+    def baselines(self) -> list[dict]:
+        return (self.best_payload or {}).get("baselines", []) if self.finished else []
+
+    @property
+    def protocol(self) -> dict:
+        return (self.best_payload or {}).get("protocol", {}) or {}
+
+    def candidates(self) -> list[dict]:
+        """The candidate log; a torn last line (a crash mid-write) is skipped."""
+        path = self.path / run_dir.CANDIDATES
+        if not path.is_file():
+            return []
+        rows = []
+        for line in path.read_text(errors="replace").splitlines():
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(row, dict):
+                rows.append(row)
+        return rows
+
+    def evaluated_points(self) -> list[tuple[int, float, str]]:
+        """(size, fitness, canonical) of every distinct formula with a finite fitness."""
+        points = [(int(r["size"]), float(r["fitness"]), form) for form, r in self.cache.items()
+                  if r.get("fitness") is not None and math.isfinite(r["fitness"]) and "size" in r]
+        return sorted(points)
+
+
+def _read_best(path: Path) -> dict | None:
+    best = path / run_dir.BEST
+    if not best.is_file():
+        return None
+    try:
+        payload = json.loads(best.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise EvopruneError(f"{best} is unreadable: {exc}") from None
+    return payload if isinstance(payload, dict) else None
