@@ -21,7 +21,7 @@ app = typer.Typer(
 
 
 # Each command module exposes `register(app)`. Add a module here when it adds commands.
-COMMAND_MODULES = ("evoprune.cli.commands_core", "evoprune.cli.commands_search")
+COMMAND_MODULES = ("evoprune.cli.commands_core", "evoprune.cli.commands_search", "evoprune.cli.commands_export")
 
 
 def _register() -> None:

@@ -40,10 +40,14 @@ class PruneSpec:
 
 
 def resolve_method(metric: str, seqlen: int) -> Method:
-    """A built-in name. (Formula strings and exported metric files are resolved by the export layer.)"""
+    """A built-in name; otherwise a formula string or an exported .json file (both parsed over a fixed
+    vocabulary, never executed) or a .py file (imported: it is code), resolved by `evoprune.export.metric_file`.
+    Cheap and model-free, so the CLI calls it before loading anything; bad input raises EvopruneError."""
     if metric in BUILTIN_METRICS:
         return builtin_method(metric, seqlen)
-    raise EvopruneError(f"unknown metric {metric!r} (built-ins: {', '.join(BUILTIN_METRICS)})")
+    from evoprune.export.metric_file import load_metric  # sympy and the printers: only when a formula is given
+
+    return load_metric(metric)
 
 
 def prune_loaded(loaded: LoadedModel, method: Method, spec: PruneSpec, calib: CalibSpec,
