@@ -6,7 +6,7 @@ from pathlib import Path
 
 from evoprune.errors import EvopruneError
 from evoprune.export.formats import render
-from evoprune.export.module_source import exportable
+from evoprune.export.formula_text import exportable
 from evoprune.export.provenance import provenance, select_row
 from evoprune.export.run_view import RunView
 
@@ -15,8 +15,8 @@ def export_run(run: Path, rank: int, fmt: str) -> str:
     """The rank-th best formula of the run (1 = best) as text in `fmt` (python, json or latex)."""
     view = RunView.open(run)
     row = select_row(view, rank)
-    expr = exportable(row.get("canonical") or row["formula"])
-    return render(expr, provenance(view, rank, row), fmt)
+    formula = exportable(row.get("canonical") or row["formula"])  # the cache key the run's evaluator parsed
+    return render(formula, provenance(view, rank, row), fmt)
 
 
 def check_out(out: Path, force: bool) -> None:

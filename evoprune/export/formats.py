@@ -6,12 +6,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import sympy
-
 from evoprune.errors import EvopruneError
+from evoprune.export.formula_text import ExportFormula
 from evoprune.export.module_source import module_source, ordered_leaves
 from evoprune.export.provenance import describe, json_safe
-from evoprune.formula import canonical_string, to_latex, to_text
+from evoprune.formula import to_latex, to_text
 
 FORMATS = ("python", "json", "latex")
 SUFFIX_FORMAT = {".py": "python", ".json": "json", ".tex": "latex"}
@@ -30,25 +29,29 @@ def choose_format(explicit: str | None, out: Path | None) -> str:
     return "python"
 
 
-def json_payload(expr: sympy.Expr, record: dict | None) -> dict:
-    return {"kind": JSON_KIND, "version": JSON_VERSION, "formula": canonical_string(expr),
+def json_payload(formula: ExportFormula, record: dict | None) -> dict:
+    """`formula` is the text `--metric FILE.json` parses (to exactly the exported expression); the rest is for
+    people and other tools."""
+    expr = formula.expr
+    return {"kind": JSON_KIND, "version": JSON_VERSION, "formula": formula.text,
             "leaves": list(ordered_leaves(expr)), "text": to_text(expr), "latex": to_latex(expr),
             "provenance": json_safe(record)}
 
 
-def latex_snippet(expr: sympy.Expr, record: dict | None) -> str:
+def latex_snippet(formula: ExportFormula, record: dict | None) -> str:
     """An equation ready for a paper, the provenance as LaTeX comments above it."""
-    comments = [f"% evoprune metric: {canonical_string(expr)}"]
+    expr = formula.expr
+    comments = [f"% evoprune metric: {formula.text}"]
     comments += [f"% {line}" for line in describe(record)] if record is not None else []
     body = [r"\begin{equation}", rf"  S = {to_latex(expr)}", r"\end{equation}"]
     return "\n".join(comments + body) + "\n"
 
 
-def render(expr: sympy.Expr, record: dict | None, fmt: str) -> str:
+def render(formula: ExportFormula, record: dict | None, fmt: str) -> str:
     if fmt == "python":
-        return module_source(expr, record)
+        return module_source(formula, record)
     if fmt == "json":
-        return json.dumps(json_payload(expr, record), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+        return json.dumps(json_payload(formula, record), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
     if fmt == "latex":
-        return latex_snippet(expr, record)
+        return latex_snippet(formula, record)
     raise EvopruneError(f"unknown format {fmt!r} (use {', '.join(FORMATS)})")

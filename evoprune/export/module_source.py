@@ -11,23 +11,14 @@ import textwrap
 
 import sympy
 
-from evoprune.errors import EvopruneError
+from evoprune.export.formula_text import ExportFormula
 from evoprune.export.provenance import describe, json_safe
-from evoprune.formula import LEAVES, OPERATORS, FormulaError, canonical_string, parse_formula, to_latex, to_text
+from evoprune.formula import LEAVES, OPERATORS, to_latex, to_text
 from evoprune.formula.operators import PROTECTED_BY_NAME
 from evoprune.formula.printing import to_python_source
 
 WIDTH = 116  # docstring text width (the module stays readable at 120 columns)
 SCORES = "_scores"  # the printer's function; `importance` checks its inputs and calls it
-
-
-def exportable(text: str) -> sympy.Expr:
-    """Parse, then re-parse the canonical text: the exact expression `--metric FILE.json` (or the canonical
-    string) rebuilds later, so the .py and .json exports compute the same floating-point operations."""
-    try:
-        return parse_formula(canonical_string(parse_formula(text)))
-    except FormulaError as exc:
-        raise EvopruneError(f"cannot export formula {text!r}: {exc}") from None
 
 
 def ordered_leaves(expr: sympy.Expr) -> tuple[str, ...]:
@@ -60,16 +51,16 @@ def _value_column(line: str) -> int:
     return colon + len(line[colon:]) - len(line[colon:].lstrip())
 
 
-def docstring(expr: sympy.Expr, record: dict | None) -> str:
-    canonical, leaves = canonical_string(expr), ordered_leaves(expr)
+def docstring(formula: ExportFormula, record: dict | None) -> str:
+    expr, leaves = formula.expr, ordered_leaves(formula.expr)
     width = max(len(name) for name in LEAVES)
     lines = ["Pruning metric discovered by evoprune (exported; needs torch only, not evoprune).",
              "",
              "importance(W, X=None, G=None, Hinv=None) returns float32 scores shaped like W [out, in]; a higher",
              "score means a more important weight, which is kept."]
     lines += _block("Formula", [f"text:      {to_text(expr)}", f"LaTeX:     {to_latex(expr)}",
-                                f"canonical: {canonical}",
-                                "(`evoprune prune --metric CANONICAL` computes exactly the same scores)"], hang=None)
+                                f"formula:   {formula.text}",
+                                "(`evoprune prune --metric FORMULA` computes exactly the same scores)"], hang=None)
     lines += _block("Leaves it needs (float tensors; each is broadcast to W's shape [out, in] first)",
                     [f"{name:<{width}} {LEAVES[name].shape:<9} {LEAVES[name].doc}" for name in leaves]
                     + ["(T = number of calibration tokens; see evoprune's CONTRACTS.md)"], hang=width + 11)
@@ -92,9 +83,9 @@ def docstring(expr: sympy.Expr, record: dict | None) -> str:
     return 'r"""' + text + '\n"""'
 
 
-def module_source(expr: sympy.Expr, record: dict | None = None) -> str:
-    """The module's text; compiled once here so a broken export can never be written."""
-    canonical, leaves = canonical_string(expr), ordered_leaves(expr)
+def module_source(formula: ExportFormula, record: dict | None = None) -> str:
+    """The module's text; parsed once here so a broken export can never be written."""
+    expr, leaves = formula.expr, ordered_leaves(formula.expr)
     printed = to_python_source(expr, name=SCORES)
     head, sep, body = printed.partition("\n\n\n")
     if head != "import torch" or not sep:
@@ -110,9 +101,9 @@ def module_source(expr: sympy.Expr, record: dict | None = None) -> str:
                        "    if missing:",
                        '        raise ValueError(f"this metric needs the leaves {missing} (see the module docstring)")']
     importance.append(f"    return {SCORES}(W, X, G, Hinv)")
-    parts = [docstring(expr, record), "", "import torch", "",
-             "# The canonical text: `evoprune prune --metric` parses it over a fixed vocabulary (never executed).",
-             f"FORMULA = {canonical!r}",
+    parts = [docstring(formula, record), "", "import torch", "",
+             "# The formula as text: `evoprune prune --metric` parses it over a fixed vocabulary (never executed).",
+             f"FORMULA = {formula.text!r}",
              f"LEAVES = {leaves!r}"]
     if record is not None:
         literal = pprint.pformat(json_safe(record), sort_dicts=False, width=WIDTH - len("PROVENANCE = "))
