@@ -8,11 +8,11 @@ your permissions, like any Python module you import; only use .py files you trus
 
 from __future__ import annotations
 
-import ast
 import hashlib
 import importlib.util
 import inspect
 import json
+import re
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -66,10 +66,8 @@ def _parse(text: str, origin: str) -> sympy.Expr:
 
 
 def _is_bare_name(text: str) -> bool:
-    try:
-        return isinstance(ast.parse(text.strip(), mode="eval").body, ast.Name)
-    except SyntaxError:
-        return text.strip().replace("-", "_").isidentifier()  # pruner-zero style names
+    """A lone word such as `wandaa` or `prunerzero` (hyphens allowed, like pruner-zero) that is not a leaf."""
+    return re.fullmatch(r"[A-Za-z_][A-Za-z0-9_-]*", text.strip()) is not None and text.strip() not in LEAVES
 
 
 def method_from_expr(expr: sympy.Expr, name: str) -> Method:
@@ -102,9 +100,11 @@ def method_from_json(path: Path) -> Method:
 
 # -- Python files: executed ----------------------------------------------------------------------------------------
 def _import_file(path: Path):
-    """Import `path` as a fresh module (a unique name per file content, so two files never collide)."""
+    """Import `path` as a module named after its content's hash (two different files never collide)."""
     digest = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
     name = f"evoprune_metric_{digest}"
+    if sys.modules.get(name) is not None:  # the CLI resolves a metric twice (check, then prune): import once
+        return sys.modules[name]
     spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:
         raise EvopruneError(f"metric file {path} cannot be imported")

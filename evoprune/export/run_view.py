@@ -111,21 +111,6 @@ class RunView:
     def protocol(self) -> dict:
         return (self.best_payload or {}).get("protocol", {}) or {}
 
-    def candidates(self) -> list[dict]:
-        """The candidate log; a torn last line (a crash mid-write) is skipped."""
-        path = self.path / run_dir.CANDIDATES
-        if not path.is_file():
-            return []
-        rows = []
-        for line in path.read_text(errors="replace").splitlines():
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(row, dict):
-                rows.append(row)
-        return rows
-
     def evaluated_points(self) -> list[tuple[int, float, str]]:
         """(size, fitness, canonical) of every distinct formula with a finite fitness."""
         points = [(int(r["size"]), float(r["fitness"]), form) for form, r in self.cache.items()
