@@ -20,7 +20,7 @@ class EvalSpec:
     seed: int = 0
     leaves: tuple[str, ...] = ("W", "X", "G", "Hinv")
     fitness: str = "layer"
-    fitness_samples: int = 8  # calibration windows used by block/model fitness (never the test split)
+    fitness_samples: int = 8  # calibration windows used by block/model fitness, at most nsamples (never test)
     sparsities: tuple[float, ...] = (0.5,)
     patterns: tuple[str, ...] = ("unstructured",)
     group: str = "row"
@@ -34,8 +34,10 @@ class EvalSpec:
         unknown = set(self.leaves) - {"W", "X", "G", "Hinv"}
         if unknown:
             raise EvopruneError(f"unknown leaves {sorted(unknown)} (use W, X, G, Hinv)")
-        if not 1 <= self.fitness_samples <= self.nsamples:
-            raise EvopruneError(f"fitness_samples must be in [1, nsamples={self.nsamples}]")
+        if self.fitness_samples < 1:
+            raise EvopruneError(f"fitness_samples must be >= 1, got {self.fitness_samples}")
+        if self.fitness_samples > self.nsamples:  # the first windows of the calibration set: there are no more
+            object.__setattr__(self, "fitness_samples", self.nsamples)
 
     @classmethod
     def from_dict(cls, raw: dict) -> EvalSpec:

@@ -49,12 +49,13 @@ class _Walker:
 
     def __init__(self, env: Mapping[str, torch.Tensor], shape: torch.Size) -> None:
         self.env, self.shape = env, shape
+        self.device = env["W"].device if "W" in env else None  # constants live where the leaves live (GPU)
 
     def tensor(self, expr: sympy.Expr) -> torch.Tensor:
         value = self.eval(expr)
         if isinstance(value, torch.Tensor):
             return value.expand(self.shape)
-        return torch.full(self.shape, value, dtype=torch.float32)
+        return torch.full(self.shape, value, dtype=torch.float32, device=self.device)
 
     def eval(self, expr: sympy.Expr):
         if expr.is_Symbol:

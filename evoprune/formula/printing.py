@@ -59,7 +59,7 @@ class _SourceWriter:
         if expr.is_Symbol:
             return expr.name
         if expr.is_Number:
-            return self.emit(expr, f"torch.full(shape, {_literal(expr)})")
+            return self.emit(expr, f"torch.full(shape, {_literal(expr)}, device=W.device)")
         return self.node(expr)
 
     def node(self, expr: sympy.Expr) -> str:
