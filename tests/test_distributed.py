@@ -74,6 +74,27 @@ def test_two_actors_equal_in_process(ray_instance, reference):
     assert {r["pid"] for r in results} == pids and len(pids) == 2 and os.getpid() not in pids
 
 
+@pytest.mark.slow
+def test_two_actors_with_the_real_evaluator_equal_in_process(ray_instance, truncated_model_dir):
+    """The real Evaluator (embedded model cut to 4 blocks, wikitext2 calibration) inside two CPU actors gives
+    the in-process fitness values bit for bit, failures and their reasons included."""
+    from evoprune.fitness.spec import EvalSpec
+
+    spec = EvalSpec(model=str(truncated_model_dir), device="cpu", dtype="float32", nsamples=4, seqlen=64,
+                    leaves=("W", "X", "Hinv"))
+    formulas = ["wanda", "abs(W)*sqrt(X)", "abs(W)/Hinv", "W**2*X", "X", "magnitude", "log(abs(W))*X", "W - W"]
+    threads = torch.get_num_threads()
+    try:
+        expected = _comparable(LocalPool(spec, torch_threads=1).map(formulas))
+    finally:
+        torch.set_num_threads(threads)
+    with RayEvaluatorPool(spec, workers=2, policy=FAST) as pool:
+        results = pool.map(formulas)
+        assert len({info["pid"] for info in pool.actor_info()}) == 2
+    assert _comparable(results) == expected
+    assert sum(r[1] == float("inf") for r in expected) == 1  # "W - W" is constant: the worst fitness, a reason
+
+
 def _assert_one_death_no_loss(pool: RayEvaluatorPool, results: list[dict], reference: list[tuple]) -> None:
     assert _comparable(results) == reference  # nothing lost, nothing changed
     assert sorted(i["deaths"] for i in pool.actor_info()) == [0, 1]  # the kill did land mid-run
