@@ -45,8 +45,9 @@ def _eval_spec(data: str, seqlen: int, max_tokens: int) -> EvalSpec:
 
 
 def prune(
-    metric: str = typer.Option("wanda", "--metric", help="Built-in metric: magnitude, wanda, ria, gblm, "
-                               "pruner-zero, sparsegpt."),
+    metric: str = typer.Option("wanda", "--metric", help="A built-in (magnitude, wanda, ria, gblm, pruner-zero, "
+                               "sparsegpt), a formula such as \"abs(W)*sqrt(X)\", or an exported metric .json "
+                               "(parsed, never executed) or .py file (imported: it runs as code)."),
     sparsity: float = typer.Option(None, "--sparsity", help="Target sparsity in [0,1) (implied by N:M)."),
     pattern: str = typer.Option("unstructured", "--pattern", help="unstructured or N:M (e.g. 2:4)."),
     group: str = typer.Option("row", "--group", help="unstructured comparison group: row (Wanda) or layer."),
@@ -57,7 +58,8 @@ def prune(
     nsamples: int = opt.NSamples, seqlen: int = opt.SeqLen, seed: int = opt.Seed,
 ) -> None:
     """Prune a model and save it (safetensors) with report.json."""
-    from evoprune.jobs.prune import PruneSpec, claim_output_dir, prune_job, resolve_method
+    from evoprune.jobs.prune import PruneSpec, prune_job, resolve_method
+    from evoprune.paths import check_output_dir
 
     if sparsity is None and not parse_pattern(pattern).structured:
         sparsity = 0.5
@@ -66,8 +68,7 @@ def prune(
     resolve_method(metric, seqlen)
     _check_inputs(model, sparsity, [pattern], [(calib, "calib")])
     calib_spec = opt.calib_spec(calib, nsamples, seqlen, seed)
-    if out.exists() and any(out.iterdir()) and not force:
-        claim_output_dir(out, force)  # raises the one-line error
+    check_output_dir(out, force)  # before the model loads; prune_job claims it
     loaded = opt.load(model, device, dtype)
     with stage_progress() as progress:
         report = prune_job(loaded, spec, calib_spec, out, force, progress)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -15,6 +14,7 @@ from evoprune.data.tokens import CalibSpec
 from evoprune.errors import EvopruneError
 from evoprune.jobs.protocol import calib_windows, protocol_record
 from evoprune.model.loading import LoadedModel
+from evoprune.paths import claim_output_dir
 from evoprune.prune.apply import MODES, LayerReport, SparsitySpec, prune_sequential, prune_with_stats
 from evoprune.prune.masks import GROUPS, parse_pattern
 from evoprune.prune.method import Method, builtin_method
@@ -74,15 +74,6 @@ def layer_table(reports: list[LayerReport]) -> dict:
     pruned, total = sum(r.pruned for r in reports), sum(r.total for r in reports)
     return {"overall": pruned / total,
             "layers": [{**asdict(r), "sparsity": r.sparsity} for r in reports]}
-
-
-def claim_output_dir(out: Path, force: bool) -> None:
-    """Refuse to overwrite a non-empty directory unless --force."""
-    if out.exists() and any(out.iterdir()):
-        if not force:
-            raise EvopruneError(f"output directory {out} exists and is not empty (use --force to overwrite)")
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
 
 
 def save_pruned(loaded: LoadedModel, out: Path, report: dict) -> None:

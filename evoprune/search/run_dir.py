@@ -5,25 +5,19 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
 from pathlib import Path
 
 import yaml
 
 from evoprune.errors import EvopruneError
+from evoprune.paths import claim_output_dir
 
 CONFIG, CANDIDATES, CHECKPOINT, BEST = "config.yaml", "candidates.jsonl", "checkpoint.json", "best.json"
 
 
 def claim_run_dir(out: Path, force: bool) -> None:
     """Create `out` for a new run. An existing non-empty directory is refused unless `force` (then emptied)."""
-    if out.exists() and not out.is_dir():
-        raise EvopruneError(f"run directory {out} exists and is not a directory")
-    if out.exists() and any(out.iterdir()):
-        if not force:
-            raise EvopruneError(f"run directory {out} exists (use --force to overwrite, or `evoprune resume {out}`)")
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
+    claim_output_dir(out, force, "run directory", f", or `evoprune resume {out}`")
 
 
 def atomic_write(path: Path, data: bytes) -> None:
