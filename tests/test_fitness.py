@@ -41,6 +41,16 @@ def test_model_is_restored_after_scoring(evaluator):
     assert all(torch.equal(before[k], ref.weight()) for k, ref in evaluator.layers.items())
 
 
+def test_perplexity_is_measured_once_per_mask_and_restores_the_model(truncated_model_dir):
+    ev = Evaluator(EvalSpec(**{**vars(spec_for(truncated_model_dir, "layer")), "eval_max_tokens": 512,
+                               "eval_seqlen": 128}))
+    before = {k: ref.weight().clone() for k, ref in ev.layers.items()}
+    wanda = ev.perplexity("wanda")
+    assert ev.perplexity("log(abs(W)*X)") == wanda and len(ev.perplexity_cache) == 1  # same masks: no new run
+    assert ev.perplexity("magnitude") != wanda and len(ev.perplexity_cache) == 2
+    assert all(torch.equal(before[k], ref.weight()) for k, ref in ev.layers.items())
+
+
 @pytest.mark.parametrize("scorer,reason", [
     (lambda lv: lv["W"] / 0.0, "non-finite"),
     (lambda lv: torch.full_like(lv["W"], 3.0), "constant"),

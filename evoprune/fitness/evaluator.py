@@ -60,6 +60,7 @@ class Evaluator:
         self.settings = _settings(spec)
         self._prepare_references(windows[: spec.fitness_samples])
         self.mask_cache: dict[str, float] = {}
+        self.perplexity_cache: dict[str, float] = {}
         self._eval_windows: torch.Tensor | None = None
 
     @classmethod
@@ -199,11 +200,15 @@ class Evaluator:
         parsed = parse_pattern(pattern)
         masks = self.masks_for(self.scorer(formula), check_sparsity(sparsity if not parsed.structured else None,
                                                                     parsed), parsed)
+        key = self.mask_hash(masks)  # rank-equivalent formulas (a search's best vs a baseline) are measured once
+        if key in self.perplexity_cache:
+            return self.perplexity_cache[key]
         if self._eval_windows is None:
             spec = PerplexitySpec(self.spec.eval_data, self.spec.eval_seqlen, self.spec.eval_max_tokens)
             self._eval_windows = evaluation_windows(self.loaded, spec)
         self._apply(masks)
         try:
-            return window_perplexity(self.loaded.model, self._eval_windows)
+            self.perplexity_cache[key] = window_perplexity(self.loaded.model, self._eval_windows)
         finally:
             self._apply(None)
+        return self.perplexity_cache[key]
