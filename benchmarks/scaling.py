@@ -37,7 +37,8 @@ def _setup(kind: str, device: str) -> tuple[str, Any]:
         return "evoprune.distributed.synthetic:SyntheticEvaluator", spec
     from evoprune.fitness.spec import EvalSpec
 
-    return "evoprune.fitness.evaluator:Evaluator", EvalSpec(device=device)
+    # the quick preset's evaluation: layer fitness over W, X, Hinv (statistics from the on-disk cache)
+    return "evoprune.fitness.evaluator:Evaluator", EvalSpec(device=device, leaves=("W", "X", "Hinv"))
 
 
 def _candidates(n: int) -> list[str]:
@@ -98,8 +99,11 @@ def main() -> None:
     parser.add_argument("--evaluator", choices=["toy", "real"], default="toy")
     parser.add_argument("--candidates", type=int, default=40)
     parser.add_argument("--workers", default="1,2", help="comma-separated CPU worker counts")
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "scaling.md")
+    parser.add_argument("--out", type=Path, help="default: results/scaling.md (toy) or results/scaling_real.md")
     args = parser.parse_args()
+    results = Path(__file__).parent / "results"
+    args.out = args.out or results / ("scaling.md" if args.evaluator == "toy" else "scaling_real.md")
+    os.environ.setdefault("EVOPRUNE_DATA_DIR", str(Path(__file__).resolve().parents[2] / "shared" / "data"))
     os.environ.setdefault("RAY_AUTH_MODE", "token")
     os.environ.setdefault("RAY_AUTH_TOKEN", secrets.token_hex(32))  # no ~/.ray/auth_token written
     load_before = os.getloadavg()[0]
