@@ -117,6 +117,8 @@ def main() -> None:
     parser.add_argument("--random", type=int, default=14, help="random trees added to the baselines and hand set")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--fitness", nargs="+", default=list(FITNESS_TYPES), choices=FITNESS_TYPES)
+    parser.add_argument("--layer-rows", type=float, nargs="*", default=[0.25],
+                        help="also score the layer fitness on this fraction of rows (EvalSpec.fitness_rows)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--resume", action="store_true", help="keep rows already in fidelity.rows.jsonl")
     args = parser.parse_args()
@@ -143,10 +145,12 @@ def main() -> None:
             ppl = layer.perplexity(formula)
             record(rows, formula, "ppl", ppl, time.perf_counter() - start)
             print(f"  ppl {ppl:.2f}  {formula}", flush=True)
-    for fitness in args.fitness:
+    measures = {fitness: {"fitness": fitness} for fitness in args.fitness}
+    measures.update({f"layer@{r:g}": {"fitness": "layer", "fitness_rows": r} for r in args.layer_rows})
+    for fitness, settings in measures.items():
         if all((f, fitness) in rows for f in formulas):
             continue
-        ev = layer if fitness == "layer" else Evaluator(EvalSpec(**{**vars(base), "fitness": fitness}))
+        ev = layer if fitness == "layer" else Evaluator(EvalSpec(**{**vars(base), **settings}))
         for formula in formulas:
             if (formula, fitness) not in rows:
                 ev.mask_cache.clear()  # time a real evaluation, not a cache hit
@@ -154,7 +158,7 @@ def main() -> None:
                 record(rows, formula, fitness, result["fitness"], result["seconds"])
                 print(f"{fitness:>5} {result['fitness']:.5g} {result['seconds']:.1f}s  {formula}", flush=True)
         del ev
-    text = report(formulas, rows, args.fitness)
+    text = report(formulas, rows, list(measures))
     (RESULTS / "fidelity.md").write_text(text)
     print(text)
 

@@ -43,6 +43,19 @@ def _settings(spec: EvalSpec) -> list[tuple[float, object]]:
     return out
 
 
+def _row_subsets(leaves: dict[str, dict[str, torch.Tensor]], spec: EvalSpec) -> dict[str, torch.Tensor | None]:
+    """Per layer, the sorted output rows the layer fitness scores: a fixed random subset drawn with the seed."""
+    if spec.fitness != "layer" or spec.fitness_rows >= 1:
+        return {}
+    gen = torch.Generator().manual_seed(spec.seed)
+    out = {}
+    for key in sorted(leaves):
+        rows = leaves[key]["W"].shape[0]
+        keep = max(1, round(spec.fitness_rows * rows))
+        out[key] = torch.randperm(rows, generator=gen)[:keep].sort().values.to(leaves[key]["W"].device)
+    return out
+
+
 class Evaluator:
     def __init__(self, spec: EvalSpec, progress: Callable[[str, int, int], None] | None = None) -> None:
         self.spec = spec
@@ -56,6 +69,7 @@ class Evaluator:
         self.leaves = {key: {k: v for k, v in layer_leaves(self.original[key], stats[key]).items()
                              if k in spec.leaves} for key in self.layers}
         self.hessians = {key: stats[key].H for key in self.layers} if spec.fitness == "layer" else {}
+        self.rows = _row_subsets(self.leaves, spec)
         self.energies = self._energies()
         self.settings = _settings(spec)
         self._prepare_references(windows[: spec.fitness_samples])
@@ -71,6 +85,7 @@ class Evaluator:
             raise ValueError("only the layer fitness works without a model")
         ev = cls.__new__(cls)
         ev.spec, ev.leaves, ev.hessians, ev.layers, ev.mask_cache = spec, leaves, hessians, {}, {}
+        ev.rows = _row_subsets(leaves, spec)
         ev.energies = ev._energies()
         ev.settings = _settings(spec)
         return ev
@@ -78,8 +93,13 @@ class Evaluator:
     @torch.no_grad()
     def _energies(self) -> dict[str, torch.Tensor]:
         """The dense ‖WX‖² of every layer: the layer fitness's fixed denominators."""
-        return {key: output_energy(self.leaves[key]["W"], H.to(self.leaves[key]["W"].device))
+        return {key: output_energy(self._fitness_weight(key), H.to(self.leaves[key]["W"].device))
                 for key, H in self.hessians.items()}
+
+    def _fitness_weight(self, key: str) -> torch.Tensor:
+        """The rows of W the layer fitness scores (all of them unless `fitness_rows` < 1)."""
+        w = self.leaves[key]["W"]
+        return w if self.rows.get(key) is None else w[self.rows[key]]
 
     def protocol(self) -> dict:
         return {**protocol_record(self.loaded, self.calib, None), "fitness": self.spec.fitness,
@@ -103,7 +123,9 @@ class Evaluator:
             self.dense_logprobs = torch.log_softmax(model(self.fitness_windows).logits.float(), dim=-1)
 
     # -- scoring --------------------------------------------------------------------------------------------
-    def masks_for(self, scorer: Scorer, sparsity: float, pattern) -> dict[str, torch.Tensor]:
+    def masks_for(self, scorer: Scorer, sparsity: float, pattern, subset: bool = False) -> dict[str, torch.Tensor]:
+        """Keep-masks of every layer; `subset`: only the rows the layer fitness scores (scores are always
+        computed on the whole matrix, since operators such as colnorm or mms read all of it)."""
         masks = {}
         for key, leaves in self.leaves.items():
             shape = leaves["W"].shape
@@ -117,6 +139,8 @@ class Evaluator:
                 raise CandidateFailure(f"non-finite scores on layer {key}")
             if bool(low == high):
                 raise CandidateFailure(f"constant scores on layer {key}")
+            if subset and self.rows.get(key) is not None:
+                scores = scores[self.rows[key]]
             masks[key] = select_mask(scores, sparsity, pattern, self.spec.group)
         return masks
 
@@ -136,7 +160,7 @@ class Evaluator:
     @torch.no_grad()
     def fitness_of_masks(self, masks: dict[str, torch.Tensor]) -> float:
         if self.spec.fitness == "layer":
-            errors = [layer_error(self.leaves[k]["W"], m, self.hessians[k].to(m.device), self.energies[k])
+            errors = [layer_error(self._fitness_weight(k), m, self.hessians[k].to(m.device), self.energies[k])
                       for k, m in masks.items()]
             return float(torch.stack(errors).mean())
         self._apply(masks)
@@ -159,7 +183,7 @@ class Evaluator:
         try:
             values, hashes = [], []
             for sparsity, pattern in self.settings:
-                masks = self.masks_for(scorer, sparsity, pattern)
+                masks = self.masks_for(scorer, sparsity, pattern, subset=True)
                 key = self.mask_hash(masks)
                 hashes.append(key)
                 if key in self.mask_cache:

@@ -21,6 +21,9 @@ class EvalSpec:
     leaves: tuple[str, ...] = ("W", "X", "G", "Hinv")
     fitness: str = "layer"
     fitness_samples: int = 8  # calibration windows used by block/model fitness, at most nsamples (never test)
+    # layer fitness: the fraction of each layer's output rows it scores (a fixed random subset drawn with `seed`).
+    # Rows prune independently and the error is a sum over rows, so a subset is an unbiased, cheaper estimate.
+    fitness_rows: float = 1.0
     sparsities: tuple[float, ...] = (0.5,)
     patterns: tuple[str, ...] = ("unstructured",)
     group: str = "row"
@@ -36,6 +39,10 @@ class EvalSpec:
             raise EvopruneError(f"unknown leaves {sorted(unknown)} (use W, X, G, Hinv)")
         if self.fitness_samples < 1:
             raise EvopruneError(f"fitness_samples must be >= 1, got {self.fitness_samples}")
+        if not 0 < self.fitness_rows <= 1:
+            raise EvopruneError(f"fitness_rows must be in (0, 1], got {self.fitness_rows}")
+        if self.fitness_rows < 1 and (self.fitness != "layer" or self.group != "row"):
+            raise EvopruneError("fitness_rows < 1 needs fitness: layer and group: row (rows must prune independently)")
         if self.fitness_samples > self.nsamples:  # the first windows of the calibration set: there are no more
             object.__setattr__(self, "fitness_samples", self.nsamples)
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from evoprune.errors import EvopruneError
@@ -19,6 +22,17 @@ def _check_not_test_split(config: SearchConfig) -> None:
         raise EvopruneError(f"refusing to calibrate/search on a test split ({config.evaluation.calib})")
 
 
+def _announced(perplexity: Callable[[str], float]) -> Callable[[str], float]:
+    """Re-scoring takes ~30 s a formula on a CPU: say what is being measured instead of going quiet."""
+    def measured(formula: str) -> float:
+        start = time.perf_counter()
+        value = perplexity(formula)
+        print(f"[evoprune] perplexity {value:.2f} in {time.perf_counter() - start:.0f} s: {formula}", file=sys.stderr,
+              flush=True)
+        return value
+    return measured
+
+
 def search_job(config: SearchConfig, out: Path, force: bool = False, resume: bool = False,
                workers: int | None = None, address: str | None = None) -> dict:
     from evoprune.distributed import open_pool
@@ -33,7 +47,7 @@ def search_job(config: SearchConfig, out: Path, force: bool = False, resume: boo
         evaluator = getattr(pool, "evaluator", None)
         if evaluator is None and config.rescore_top > 0:
             evaluator = Evaluator(config.evaluation)  # Ray pool: the driver needs its own model to re-score
-        perplexity = evaluator.perplexity if config.rescore_top > 0 else None
+        perplexity = _announced(evaluator.perplexity) if config.rescore_top > 0 else None
         protocol = evaluator.protocol() if evaluator is not None else {}
         return finish_run(out, state, config.rescore_top, config.evaluation.leaves, protocol, perplexity)
 
