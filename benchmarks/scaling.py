@@ -37,8 +37,8 @@ def _setup(kind: str, device: str) -> tuple[str, Any]:
         return "evoprune.distributed.synthetic:SyntheticEvaluator", spec
     from evoprune.fitness.spec import EvalSpec
 
-    # the quick preset's evaluation: layer fitness over W, X, Hinv (statistics from the on-disk cache)
-    return "evoprune.fitness.evaluator:Evaluator", EvalSpec(device=device, leaves=("W", "X", "Hinv"))
+    # the quick preset's evaluation: layer fitness over W, X, Hinv on a quarter of the rows (cached statistics)
+    return "evoprune.fitness.evaluator:Evaluator", EvalSpec(device=device, leaves=("W", "X", "Hinv"), fitness_rows=0.25)
 
 
 def _candidates(n: int) -> list[str]:

@@ -179,3 +179,15 @@ def test_run_directory_is_never_overwritten_without_force(tmp_path):
     assert (tmp_path / "keep.txt").exists()
     run_dir.claim_run_dir(tmp_path, force=True)
     assert not (tmp_path / "keep.txt").exists()
+
+
+def test_hall_of_fame_lists_each_ranking_once_by_its_smallest_formula():
+    from evoprune.search.ranking import hall_of_fame
+
+    cache = {"log(X*Abs(W))": {"fitness": 0.1, "size": 5, "mask_hash": "a"},
+             "X*Abs(W)": {"fitness": 0.1, "size": 4, "mask_hash": "a"},
+             "Abs(W)": {"fitness": 0.2, "size": 2, "mask_hash": "b"},
+             "W": {"fitness": math.inf, "size": 1, "mask_hash": None},
+             "sqrt(X*W)": {"fitness": 0.1, "size": 4, "mask_hash": "c"},  # float ties, same fitness: merged
+             "sqrt(W)": {"fitness": 0.3, "size": 3, "mask_hash": None}}  # no hash (older runs)
+    assert [f for f, _ in hall_of_fame(cache)] == ["X*Abs(W)", "Abs(W)", "sqrt(W)"]

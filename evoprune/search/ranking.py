@@ -11,10 +11,22 @@ BASELINE_FORMULAS = {"magnitude": "abs(W)", "wanda": "abs(W)*X", "ria": "(rownor
 
 
 def hall_of_fame(cache: dict, n: int | None = None) -> list[tuple[str, dict]]:
-    """Distinct canonical formulas by (fitness, size, text); failures excluded. Ties go to the smaller formula."""
+    """Distinct rankings by (fitness, size, text); failures excluded. Formulas with the same masks, or the same
+    fitness to the last bit (rank-equivalent up to float ties: log(|W|·X), sqrt(|W·X|), ... of Wanda), are listed
+    once, by the smallest of them."""
     good = [(form, r) for form, r in cache.items() if math.isfinite(r["fitness"])]
     good.sort(key=lambda item: (item[1]["fitness"], item[1]["size"], item[0]))
-    return good if n is None else good[:n]
+    seen: set = set()
+    distinct = []
+    for form, result in good:
+        keys = {("fitness", result["fitness"])}
+        if result.get("mask_hash"):
+            keys.add(("masks", result["mask_hash"]))
+        if keys & seen:
+            continue
+        seen |= keys
+        distinct.append((form, result))
+    return distinct if n is None else distinct[:n]
 
 
 def pareto_front(cache: dict) -> list[dict]:
