@@ -25,8 +25,8 @@ import torch
 from evoprune.distributed import LocalPool, RayEvaluatorPool
 from evoprune.distributed.runtime import LOCAL, connect, disconnect
 
-FORMULAS = ["abs(W)*X", "abs(W)", "abs(W)*sqrt(X)", "abs(W)*X*X", "abs(W*G)", "abs(W)/Hinv", "sqrt(abs(W))*X",
-            "abs(W)*X+G", "abs(W)*G*X", "abs(W)*exp(X)", "log(abs(W))+log(X)", "abs(W)+X"]
+FORMULAS = ["abs(W)*X", "abs(W)", "abs(W)*sqrt(X)", "abs(W)*X*X", "abs(W*Hinv)", "abs(W)/Hinv", "sqrt(abs(W))*X",
+            "abs(W)*X+Hinv", "abs(W)*Hinv*X", "abs(W)*exp(X)", "log(abs(W))+log(X)", "abs(W)+X"]
 
 
 def _setup(kind: str, device: str) -> tuple[str, Any]:

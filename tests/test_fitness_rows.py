@@ -51,3 +51,8 @@ def test_rank_order_of_metrics_survives_the_subset():
 def test_bad_row_fractions_are_user_errors(kw):
     with pytest.raises(EvopruneError, match="fitness_rows"):
         EvalSpec(**kw)
+
+
+def test_a_formula_needing_a_missing_leaf_is_a_failed_candidate_not_a_crash():
+    result = synthetic_evaluator().evaluate("abs(W)*G")  # the synthetic evaluator has W, X, Hinv only
+    assert result["fitness"] == float("inf") and "needs leaf G" in result["reason"]

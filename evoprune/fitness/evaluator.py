@@ -132,6 +132,9 @@ class Evaluator:
             try:
                 scores = scorer(leaves)
                 scores = torch.as_tensor(scores, dtype=torch.float32, device=leaves["W"].device).expand(shape)
+            except KeyError as exc:  # a leaf this evaluator does not compute (see EvalSpec.leaves)
+                raise CandidateFailure(f"needs leaf {exc.args[0]}, not among this evaluator's leaves "
+                                       f"{sorted(leaves)}") from exc
             except (RuntimeError, ValueError, TypeError, ZeroDivisionError, OverflowError) as exc:
                 raise CandidateFailure(f"{type(exc).__name__} on layer {key}: {str(exc).splitlines()[0]}") from exc
             low, high = torch.aminmax(scores)  # one pass: NaN and ±inf propagate into the extremes
