@@ -191,3 +191,22 @@ def test_hall_of_fame_lists_each_ranking_once_by_its_smallest_formula():
              "sqrt(X*W)": {"fitness": 0.1, "size": 4, "mask_hash": "c"},  # float ties, same fitness: merged
              "sqrt(W)": {"fitness": 0.3, "size": 3, "mask_hash": None}}  # no hash (older runs)
     assert [f for f, _ in hall_of_fame(cache)] == ["X*Abs(W)", "Abs(W)", "sqrt(W)"]
+
+
+def test_canonical_text_means_what_the_tree_means():
+    """The canonical string is what evaluators parse: on 1,000 random trees it must score like the tree itself
+    (signed odd powers such as W·W·W once re-parsed as |W|^3, since `**` is pow = |a|^c in the formula language)."""
+    cfg = config(operators=OPS, powers=(0.5, 1.5, 2.0, 3.0), constants=(0.5, 2.0))
+    _, pset = build_toolbox(cfg)
+    random.seed(0)
+    gen = torch.Generator().manual_seed(0)
+    leaves = {"W": torch.randn(6, 10, generator=gen), "X": torch.rand(1, 10, generator=gen),
+              "Hinv": torch.rand(1, 10, generator=gen)}
+    checked = 0
+    for _ in range(1000):
+        expr = tree_to_sympy(gp.PrimitiveTree(gp.genHalfAndHalf(pset, 1, 5)), pset)
+        again = parse_formula(canonical_string(expr))
+        assert _same_scores(compile_formula(again)(leaves), compile_formula(expr)(leaves)), canonical_string(expr)
+        checked += 1
+    assert checked == 1000
+    assert canonical_string(tree_to_sympy(tree_from_string("mul(sqr(W), W)", pset), pset)) == "W*W**2"
