@@ -12,10 +12,10 @@ from functools import cached_property
 from pathlib import Path
 
 from evoprune.errors import EvopruneError
-from evoprune.formula import FormulaError, parse_formula, to_latex, to_text
+from evoprune.formula import FormulaError, parse_formula, to_text
 from evoprune.search import run_dir
-from evoprune.search.ranking import hall_of_fame, pareto_front
-from evoprune.search.report import BEST_KEPT
+from evoprune.search.ranking import pareto_front
+from evoprune.search.report import best_rows as report_rows
 
 STATUSES = ("finished", "in progress", "empty")
 
@@ -86,16 +86,7 @@ class RunView:
         """Best first: formula, canonical, fitness, size, perplexity (None unless measured), text, latex."""
         if self.finished:
             return list(self.best_payload.get("best", []))
-        rows = []
-        for form, result in hall_of_fame(self.cache, BEST_KEPT):
-            try:
-                expr = parse_formula(form)
-            except FormulaError:  # never expected for the search's own canonical strings; skip, don't crash
-                continue
-            rows.append({"formula": form, "canonical": form, "fitness": result["fitness"], "size": result["size"],
-                         "perplexity": None, "perplexity_error": None, "text": to_text(expr),
-                         "latex": to_latex(expr)})
-        return rows
+        return report_rows({"cache": self.cache}, rescore_top=0, perplexity_fn=None)  # as best.json would hold
 
     @property
     def pareto(self) -> list[dict]:
