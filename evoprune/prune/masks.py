@@ -90,8 +90,9 @@ def _prune_lowest(scores: torch.Tensor, k: int) -> torch.Tensor:
     ties = flat == threshold
     # ties to drop per row = k minus the scores strictly below the threshold; rows with more ties than that keep
     # the later ones (higher index)
-    drop_ties = k - (n - keep.sum(-1, keepdim=True) - ties.sum(-1, keepdim=True))
-    rows = (ties.sum(-1, keepdim=True) > drop_ties).squeeze(-1).nonzero().squeeze(-1)
+    tie_count = ties.sum(-1, keepdim=True)
+    drop_ties = k - (n - keep.sum(-1, keepdim=True) - tie_count)
+    rows = (tie_count > drop_ties).squeeze(-1).nonzero().squeeze(-1)
     if len(rows):
         row_ties = ties[rows]
         keep[rows] |= row_ties & (row_ties.cumsum(-1) > drop_ties[rows])
