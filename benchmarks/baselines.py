@@ -21,7 +21,7 @@ import torch
 
 from evoprune.data.tokens import CalibSpec
 from evoprune.jobs.baselines import run_baselines
-from evoprune.jobs.protocol import EvalSpec
+from evoprune.data.protocol import PerplexitySpec
 from evoprune.model.loading import load_model
 from evoprune.prune.metrics import BUILTIN_METRICS
 
@@ -57,7 +57,7 @@ def main() -> None:
     os.environ.setdefault("EVOPRUNE_DATA_DIR", str(Path(__file__).resolve().parents[2] / "shared" / "data"))
     torch.set_num_threads(args.threads)
     loaded = load_model("smollm2-135m", "cpu", "float32")
-    calib, evaluation = CalibSpec("wikitext2", 32, 256, 0), EvalSpec("wikitext2", 512, args.max_eval_tokens)
+    calib, evaluation = CalibSpec("wikitext2", 32, 256, 0), PerplexitySpec("wikitext2", 512, args.max_eval_tokens)
     runs = [
         dict(patterns=["unstructured", "2:4"], mode="sequential", group="row"),
         dict(patterns=["unstructured"], mode="sequential", group="layer", methods=["magnitude"]),

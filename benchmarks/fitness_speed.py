@@ -23,8 +23,8 @@ from evoprune.data.perplexity import perplexity
 from evoprune.data.tokens import CalibSpec
 from evoprune.fitness.evaluator import Evaluator
 from evoprune.fitness.spec import EvalSpec
-from evoprune.jobs.protocol import EvalSpec as PerplexitySpec
-from evoprune.jobs.protocol import calib_windows, evaluation_windows
+from evoprune.data.protocol import PerplexitySpec
+from evoprune.data.protocol import calib_windows, evaluation_windows
 from evoprune.model.loading import load_model
 from evoprune.prune.apply import prune_sequential
 from evoprune.prune.masks import parse_pattern

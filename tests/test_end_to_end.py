@@ -14,13 +14,13 @@ from transformers import AutoModelForCausalLM
 from evoprune.cli.app import main
 from evoprune.data.perplexity import perplexity
 from evoprune.data.tokens import CalibSpec
-from evoprune.jobs.protocol import EvalSpec, evaluation_windows
+from evoprune.data.protocol import PerplexitySpec, evaluation_windows
 from evoprune.jobs.prune import PruneSpec, prune_job, prune_loaded, snapshot
 from evoprune.model.loading import load_model
 from evoprune.prune.method import builtin_method
 
 CALIB = CalibSpec("wikitext2", 16, 128, 0)
-EVAL = EvalSpec("wikitext2", 512, 4096)
+EVAL = PerplexitySpec("wikitext2", 512, 4096)
 
 pytestmark = pytest.mark.slow
 

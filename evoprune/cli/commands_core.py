@@ -14,7 +14,7 @@ from evoprune.cli import options as opt
 from evoprune.cli.progress import stage_progress
 from evoprune.data.text import load_text
 from evoprune.errors import EvopruneError
-from evoprune.jobs.protocol import EvalSpec
+from evoprune.data.protocol import PerplexitySpec
 from evoprune.model.loading import EMBEDDED_NAME, model_path
 from evoprune.prune.masks import check_sparsity, parse_pattern
 
@@ -36,12 +36,12 @@ def _write_json(path: Path | None, payload: dict | list) -> None:
         path.write_text(json.dumps(payload, indent=2) + "\n")
 
 
-def _eval_spec(data: str, seqlen: int, max_tokens: int) -> EvalSpec:
+def _eval_spec(data: str, seqlen: int, max_tokens: int) -> PerplexitySpec:
     if seqlen < 2:
         raise EvopruneError(f"--eval-seqlen must be >= 2, got {seqlen}")
     if max_tokens < 0:
         raise EvopruneError(f"--max-eval-tokens must be >= 0, got {max_tokens}")
-    return EvalSpec(data, seqlen, max_tokens or None)
+    return PerplexitySpec(data, seqlen, max_tokens or None)
 
 
 def prune(

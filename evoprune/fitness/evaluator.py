@@ -18,8 +18,8 @@ from evoprune.data.perplexity import perplexity as window_perplexity
 from evoprune.data.tokens import CalibSpec
 from evoprune.fitness.errors import kl_from_dense, layer_error, output_energy, relative_output_error
 from evoprune.fitness.spec import EvalSpec
-from evoprune.jobs.protocol import EvalSpec as PerplexitySpec
-from evoprune.jobs.protocol import calib_windows, evaluation_windows, protocol_record
+from evoprune.data.protocol import PerplexitySpec
+from evoprune.data.protocol import calib_windows, evaluation_windows, protocol_record
 from evoprune.model.layers import decoder_blocks, prunable_layers
 from evoprune.model.loading import load_model
 from evoprune.prune.masks import check_sparsity, parse_pattern, select_mask

@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 
 from evoprune.data.perplexity import perplexity
 from evoprune.data.tokens import CalibSpec
-from evoprune.jobs.protocol import EvalSpec, evaluation_windows, protocol_record
+from evoprune.data.protocol import PerplexitySpec, evaluation_windows, protocol_record
 from evoprune.jobs.prune import PruneSpec, prune_loaded, resolve_method, snapshot
 from evoprune.model.loading import LoadedModel
 from evoprune.prune.masks import check_sparsity, parse_pattern
@@ -17,7 +17,7 @@ Progress = Callable[[str, int, int], None]
 
 
 def run_baselines(loaded: LoadedModel, sparsity: float, patterns: Sequence[str], calib: CalibSpec,
-                  evaluation: EvalSpec, methods: Sequence[str] = BUILTIN_METRICS, mode: str = "sequential",
+                  evaluation: PerplexitySpec, methods: Sequence[str] = BUILTIN_METRICS, mode: str = "sequential",
                   group: str = "row", progress: Progress | None = None,
                   on_row: Callable[[dict], None] | None = None) -> dict:
     """Rows `{"method", "pattern", "sparsity", "perplexity", "seconds", ...}`; dense first. `on_row` streams."""

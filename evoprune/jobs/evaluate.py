@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable
 
 from evoprune.data.perplexity import perplexity
-from evoprune.jobs.protocol import EvalSpec, evaluation_windows, protocol_record
+from evoprune.data.protocol import PerplexitySpec, evaluation_windows, protocol_record
 from evoprune.model.layers import prunable_layers
 from evoprune.model.loading import LoadedModel
 
@@ -21,7 +21,7 @@ def prunable_sparsity(loaded: LoadedModel) -> float:
     return zeros / total
 
 
-def evaluate_job(loaded: LoadedModel, spec: EvalSpec, progress: Callable[[str, int, int], None] | None = None
+def evaluate_job(loaded: LoadedModel, spec: PerplexitySpec, progress: Callable[[str, int, int], None] | None = None
                  ) -> dict:
     windows = evaluation_windows(loaded, spec)
     report = (lambda k: progress("perplexity", k, len(windows))) if progress else None

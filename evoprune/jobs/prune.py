@@ -12,7 +12,7 @@ import torch
 
 from evoprune.data.tokens import CalibSpec
 from evoprune.errors import EvopruneError
-from evoprune.jobs.protocol import calib_windows, protocol_record
+from evoprune.data.protocol import calib_windows, protocol_record
 from evoprune.model.loading import LoadedModel
 from evoprune.paths import claim_output_dir
 from evoprune.prune.apply import MODES, LayerReport, SparsitySpec, prune_sequential, prune_with_stats

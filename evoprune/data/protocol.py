@@ -12,7 +12,7 @@ from evoprune.model.loading import LoadedModel
 
 
 @dataclass(frozen=True)
-class EvalSpec:
+class PerplexitySpec:
     """Perplexity protocol: non-overlapping `seqlen` windows over the first `max_tokens` tokens."""
 
     data: str = "wikitext2"
@@ -26,12 +26,12 @@ def calib_windows(loaded: LoadedModel, calib: CalibSpec) -> torch.Tensor:
     return calibration_windows(ids, calib.nsamples, calib.seqlen, calib.seed)
 
 
-def evaluation_windows(loaded: LoadedModel, spec: EvalSpec) -> torch.Tensor:
+def evaluation_windows(loaded: LoadedModel, spec: PerplexitySpec) -> torch.Tensor:
     ids = tokenize(loaded.tokenizer, load_text(spec.data, "eval"))
     return eval_windows(ids, spec.seqlen, spec.max_tokens)
 
 
-def protocol_record(loaded: LoadedModel, calib: CalibSpec | None, spec: EvalSpec | None) -> dict:
+def protocol_record(loaded: LoadedModel, calib: CalibSpec | None, spec: PerplexitySpec | None) -> dict:
     param = next(loaded.model.parameters())
     record = {"model": loaded.source, "device": str(param.device), "dtype": str(param.dtype).replace("torch.", ""),
               "torch_threads": torch.get_num_threads(),
