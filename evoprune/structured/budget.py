@@ -1,0 +1,111 @@
+"""How many units to remove: exact parameter arithmetic on the shape alone (no weights, no scores).
+
+A budget is `ratio` of the decoder's parameters, met from above: at least the target is removed and at most
+`tolerance` (a fraction of the decoder) more. Everything here runs before the model loads, so a ratio that would
+break GQA consistency or that no width can meet fails in a second with one line.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from evoprune.errors import EvopruneError
+from evoprune.structured.shape import DecoderShape
+
+WIDTHS = ("uniform", "per-layer")
+
+
+@dataclass(frozen=True)
+class Budget:
+    target: int  # parameters to remove, at least
+    slack: int  # parameters that may be removed beyond the target
+
+    @property
+    def limit(self) -> int:
+        return self.target + self.slack
+
+
+def make_budget(shape: DecoderShape, ratio: float, tolerance: float = 0.005) -> Budget:
+    if not 0.0 < ratio < 1.0:
+        raise EvopruneError(f"--ratio must be in (0, 1), got {ratio}")
+    if not 0.0 <= tolerance < 1.0:
+        raise EvopruneError(f"--tolerance must be in [0, 1), got {tolerance}")
+    return Budget(round(ratio * shape.decoder_params), round(tolerance * shape.decoder_params))
+
+
+def max_removable(shape: DecoderShape, structures: tuple[str, ...]) -> int:
+    """Every unit but one of each kind per layer (and one block): a layer never loses a whole structure."""
+    if structures == ("blocks",):
+        return (shape.layers - 1) * shape.block_params
+    return shape.layers * sum((shape.units(s) - 1) * shape.unit_cost(s) for s in structures)
+
+
+def check_reachable(shape: DecoderShape, structures: tuple[str, ...], budget: Budget) -> None:
+    most = max_removable(shape, structures)
+    if most < budget.target:
+        raise EvopruneError(f"--ratio {budget.target / shape.decoder_params:.4f} is out of reach: "
+                            f"{'+'.join(structures)} can remove at most {most / shape.decoder_params:.4f} of the "
+                            f"decoder's {shape.decoder_params:,} parameters (keeping one unit of each per layer)")
+
+
+def uniform_counts(shape: DecoderShape, structures: tuple[str, ...], budget: Budget) -> dict[str, int]:
+    """Units removed in EVERY layer (for blocks: in the model) so that the budget is met with equal widths.
+
+    Attention goes by whole steps (a `heads` step is one query head per KV group, so groups stay equal); with
+    mlp beside it, attention takes its proportional share rounded to a step (LLM-Pruner's equal ratio per
+    structure) and MLP channels fill the rest to the exact budget.
+    """
+    check_reachable(shape, structures, budget)
+    if structures == ("blocks",):
+        counts = {"blocks": math.ceil(budget.target / shape.block_params)}
+    else:
+        counts = _layer_counts(shape, structures, budget.target / shape.layers)
+    removed = removed_params(shape, counts)
+    if removed < budget.target or removed > budget.limit:
+        _granularity_error(shape, structures, counts, budget)
+    _check_hf_config(shape, counts)
+    return counts
+
+
+def _layer_counts(shape: DecoderShape, structures: tuple[str, ...], per_layer: float) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    left = per_layer
+    for kind in (s for s in structures if s in ("heads", "groups")):
+        if "mlp" in structures:
+            prunable = sum(shape.units(s) * shape.unit_cost(s) for s in structures)
+            steps = round(per_layer / prunable * shape.units(kind))
+        else:
+            steps = math.ceil(per_layer / shape.unit_cost(kind))
+        counts[kind] = min(steps, shape.units(kind) - 1)
+        left -= counts[kind] * shape.unit_cost(kind)
+    if "mlp" in structures:
+        counts["mlp"] = min(max(0, math.ceil(left / shape.mlp_channel_cost)), shape.intermediate - 1)
+    return counts
+
+
+def removed_params(shape: DecoderShape, counts: dict[str, int]) -> int:
+    if "blocks" in counts:
+        return counts["blocks"] * shape.block_params
+    return shape.layers * sum(n * shape.unit_cost(kind) for kind, n in counts.items())
+
+
+def _granularity_error(shape: DecoderShape, structures: tuple[str, ...], counts: dict[str, int],
+                       budget: Budget) -> None:
+    kind = "blocks" if "blocks" in counts else next((s for s in structures if s in ("heads", "groups")), "mlp")
+    step = shape.unit_cost(kind) * (1 if kind == "blocks" else shape.layers)
+    total = shape.decoder_params
+    lo = (budget.target // step) * step / total
+    hi = lo + step / total
+    why = " (GQA: every KV group keeps the same number of query heads)" if kind == "heads" else ""
+    raise EvopruneError(f"--ratio {budget.target / total:.4f} cannot be met with uniform {kind} steps of "
+                        f"{step / total:.4f} of the decoder{why}; nearest reachable ratios are {lo:.4f} and "
+                        f"{hi:.4f}, or add mlp, or use --widths per-layer")
+
+
+def _check_hf_config(shape: DecoderShape, counts: dict[str, int]) -> None:
+    """transformers' LlamaConfig refuses a hidden size that the query-head count does not divide."""
+    q = shape.q_heads - counts.get("heads", 0) * shape.kv_heads - counts.get("groups", 0) * shape.n_rep
+    if shape.hidden % q:
+        raise EvopruneError(f"uniform widths would leave {q} query heads, which do not divide the hidden size "
+                            f"{shape.hidden} (a config transformers refuses); use --widths per-layer")

@@ -1,0 +1,29 @@
+"""Exact parameter counts and CPU forward latency, for the dense and shrunk models of one run."""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+import torch
+
+from evoprune.model.layers import decoder_blocks
+
+
+def count_params(model: torch.nn.Module) -> dict[str, int]:
+    """Unique parameters (tied embeddings once) of the whole model and of its decoder blocks."""
+    total = sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
+    decoder = sum(p.numel() for p in decoder_blocks(model).parameters())
+    return {"total": total, "decoder": decoder}
+
+
+@torch.no_grad()
+def forward_latency(model: torch.nn.Module, ids: torch.Tensor, repeats: int = 5) -> float:
+    """Median seconds of one forward pass over `ids` (after one warm-up pass)."""
+    model(ids, use_cache=False)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        model(ids, use_cache=False)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)

@@ -1,0 +1,83 @@
+"""Unit scores: a per-weight metric summed over each unit, or the structured baselines FLAP and ShortGPT.
+
+A unit's weights (LLaMA naming): an MLP channel c is gate_proj/up_proj row c and down_proj column c; query head h
+is q_proj rows h·d … h·d+d−1 and the same o_proj columns; a KV group adds k_proj and v_proj rows of its KV head to
+its query heads; a block is everything in it. Higher score = more important = kept.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from evoprune.errors import EvopruneError
+from evoprune.model.layers import decoder_blocks
+from evoprune.structured.allocate import UnitScores
+from evoprune.structured.calibration import Calibration
+from evoprune.structured.shape import DecoderShape
+
+# per-weight scores of one block: (block index, Linear name inside the block, its module) -> [out, in]
+WeightScore = Callable[[int, str, torch.nn.Linear], torch.Tensor]
+_ATTN = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj")
+_MLP = ("mlp.gate_proj", "mlp.up_proj", "mlp.down_proj")
+
+
+def _linears(block: torch.nn.Module) -> dict[str, torch.nn.Linear]:
+    modules = dict(block.named_modules())
+    missing = [n for n in _ATTN + _MLP if n not in modules]
+    if missing:
+        raise EvopruneError(f"block has no {missing[0]}: not a LLaMA-family decoder block")
+    return {n: modules[n] for n in _ATTN + _MLP}
+
+
+def _head_sums(shape: DecoderShape, per_channel: torch.Tensor, heads: int) -> torch.Tensor:
+    """[heads·head_dim] per-channel values -> [heads] per-head sums."""
+    return per_channel.view(heads, shape.head_dim).sum(1)
+
+
+def aggregate_block(shape: DecoderShape, s: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Sum one block's per-weight scores over every unit of every kind."""
+    heads = (_head_sums(shape, s["self_attn.q_proj"].sum(1), shape.q_heads)
+             + _head_sums(shape, s["self_attn.o_proj"].sum(0), shape.q_heads))
+    kv = (_head_sums(shape, s["self_attn.k_proj"].sum(1), shape.kv_heads)
+          + _head_sums(shape, s["self_attn.v_proj"].sum(1), shape.kv_heads))
+    mlp = s["mlp.gate_proj"].sum(1) + s["mlp.up_proj"].sum(1) + s["mlp.down_proj"].sum(0)
+    return {"mlp": mlp, "heads": heads, "groups": heads.view(shape.kv_heads, shape.n_rep).sum(1) + kv,
+            "blocks": sum(t.sum() for t in s.values())}
+
+
+@torch.no_grad()
+def summed_scores(model: torch.nn.Module, shape: DecoderShape, weight_score: WeightScore) -> UnitScores:
+    """Any per-weight metric (magnitude, Wanda, Taylor, a compiled formula) summed over its units."""
+    rows: dict[str, list[torch.Tensor]] = {"mlp": [], "heads": [], "groups": [], "blocks": []}
+    for i, block in enumerate(decoder_blocks(model)):
+        scores = {name: weight_score(i, name, lin).float() for name, lin in _linears(block).items()}
+        bad = [name for name, t in scores.items() if not torch.isfinite(t).all()]
+        if bad:
+            raise EvopruneError(f"the metric gives non-finite scores in block {i} {bad[0]}")
+        for kind, value in aggregate_block(shape, scores).items():
+            rows[kind].append(value)
+    return {kind: torch.stack(values) for kind, values in rows.items()}
+
+
+@torch.no_grad()
+def flap_scores(model: torch.nn.Module, shape: DecoderShape, calib: Calibration) -> UnitScores:
+    """FLAP (An et al. 2024, "Fluctuation-based Adaptive Structured Pruning for Large Language Models"): for each
+    input channel j of o_proj / down_proj, the fluctuation Var(x_j) × ‖W[:, j]‖²; a head sums its channels."""
+    rows: dict[str, list[torch.Tensor]] = {"mlp": [], "heads": [], "groups": []}
+    for i, block in enumerate(decoder_blocks(model)):
+        lin = _linears(block)
+        o = calib.moments[f"{i}.self_attn.o_proj"].variance() * lin["self_attn.o_proj"].weight.float().pow(2).sum(0)
+        down = calib.moments[f"{i}.mlp.down_proj"].variance() * lin["mlp.down_proj"].weight.float().pow(2).sum(0)
+        heads = _head_sums(shape, o, shape.q_heads)
+        rows["heads"].append(heads)
+        rows["groups"].append(heads.view(shape.kv_heads, shape.n_rep).sum(1))
+        rows["mlp"].append(down)
+    return {kind: torch.stack(values) for kind, values in rows.items()}
+
+
+def shortgpt_scores(calib: Calibration) -> UnitScores:
+    """ShortGPT (Men et al. 2024, "ShortGPT: Layers in Large Language Models are More Redundant Than You
+    Expect"): a block's influence 1 − cos(input, output); the least influential blocks go."""
+    return {"blocks": calib.block_influence}

@@ -1,0 +1,99 @@
+"""The structured view of a LLaMA-family decoder: units, their parameter costs, and which structures exist.
+
+Read from a config alone (no weights), so every width/budget decision can be checked before the model loads.
+HF's GQA layout: KV head g serves the `n_rep` consecutive query heads g·n_rep … g·n_rep + n_rep − 1.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from evoprune.errors import EvopruneError
+
+# mlp: one intermediate channel (gate/up row + down column); heads: one query head in EVERY KV group at once
+# (so each group keeps the same count); groups: one KV head with all its query heads; blocks: a decoder block.
+STRUCTURES = ("mlp", "heads", "groups", "blocks")
+_LLAMA_FAMILY = ("llama", "mistral", "qwen2", "qwen3")
+
+
+@dataclass(frozen=True)
+class DecoderShape:
+    layers: int
+    hidden: int
+    q_heads: int
+    kv_heads: int
+    head_dim: int
+    intermediate: int
+    norm_params: int  # per block: the two RMSNorm weights
+
+    @property
+    def n_rep(self) -> int:
+        return self.q_heads // self.kv_heads
+
+    @property
+    def mlp_channel_cost(self) -> int:
+        return 3 * self.hidden
+
+    @property
+    def q_head_cost(self) -> int:
+        return 2 * self.head_dim * self.hidden  # q_proj rows + o_proj columns
+
+    @property
+    def kv_head_cost(self) -> int:
+        return 2 * self.head_dim * self.hidden  # k_proj rows + v_proj rows
+
+    @property
+    def group_cost(self) -> int:
+        return self.n_rep * self.q_head_cost + self.kv_head_cost
+
+    @property
+    def block_params(self) -> int:
+        return (self.kv_heads * self.group_cost + self.intermediate * self.mlp_channel_cost + self.norm_params)
+
+    @property
+    def decoder_params(self) -> int:
+        return self.layers * self.block_params
+
+    def units(self, structure: str) -> int:
+        """Units of one kind per layer (per model for blocks)."""
+        return {"mlp": self.intermediate, "heads": self.n_rep, "groups": self.kv_heads,
+                "blocks": self.layers}[structure]
+
+    def unit_cost(self, structure: str) -> int:
+        """Parameters one unit removes (a `heads` unit is one query head in each of the KV groups)."""
+        return {"mlp": self.mlp_channel_cost, "heads": self.kv_heads * self.q_head_cost,
+                "groups": self.group_cost, "blocks": self.block_params}[structure]
+
+
+def decoder_shape(config) -> DecoderShape:
+    """The shape of a LLaMA-family config; any other architecture is refused with one line."""
+    model_type = getattr(config, "model_type", None)
+    if model_type not in _LLAMA_FAMILY:
+        raise EvopruneError(f"structured pruning supports LLaMA-family models ({', '.join(_LLAMA_FAMILY)}); "
+                            f"this model is {model_type!r}")
+    q = config.num_attention_heads
+    kv = getattr(config, "num_key_value_heads", None) or q
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // q
+    if q % kv:
+        raise EvopruneError(f"{q} query heads do not divide into {kv} KV groups")
+    if getattr(config, "attention_bias", False) or getattr(config, "mlp_bias", False):
+        raise EvopruneError("structured pruning of models that already have biases is not supported")
+    return DecoderShape(config.num_hidden_layers, config.hidden_size, q, kv, head_dim, config.intermediate_size,
+                        2 * config.hidden_size)
+
+
+def parse_structures(text: str) -> tuple[str, ...]:
+    """`mlp,heads` → ("mlp", "heads"); unknown names, duplicates and invalid combinations are errors."""
+    names = tuple(s.strip() for s in text.split(",") if s.strip())
+    if not names:
+        raise EvopruneError("--structure is empty (use mlp, heads, groups, blocks, comma-separated)")
+    unknown = [n for n in names if n not in STRUCTURES]
+    if unknown:
+        raise EvopruneError(f"unknown structure {unknown[0]!r} (use {', '.join(STRUCTURES)})")
+    if len(set(names)) != len(names):
+        raise EvopruneError(f"--structure names a unit twice: {text!r}")
+    if "heads" in names and "groups" in names:
+        raise EvopruneError("--structure heads and groups both prune attention heads: choose one")
+    if "blocks" in names and len(names) > 1:
+        raise EvopruneError("--structure blocks removes whole blocks and cannot be combined with other units")
+    return names
