@@ -36,8 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     _register()
     try:
         result = app(args=argv, standalone_mode=False, prog_name="evoprune")
-    except EvopruneError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except EvopruneError as exc:  # one line even when the message quotes a path or value holding a newline
+        print("error: " + str(exc).replace("\r", "\\r").replace("\n", "\\n"), file=sys.stderr)
         return 2
     except typer.Exit as exc:
         return exc.exit_code

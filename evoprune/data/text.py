@@ -47,18 +47,34 @@ def _from_hub(name: str, split: str) -> str:
         ) from exc
 
 
+def read_utf8(path: Path) -> str:
+    """A text file's contents; a binary or wrongly encoded file (`--calib /bin/ls`) is one clear error, not a
+    UnicodeDecodeError traceback from deep inside a job."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise EvopruneError(f"cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise EvopruneError(f"{path} is not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start})") from None
+    if "\x00" in text:  # valid UTF-8 but binary (NUL is never in text a tokenizer should see)
+        raise EvopruneError(f"{path} is not UTF-8 text (NUL byte at offset {data.index(0)})")
+    return text
+
+
 def load_text(name_or_path: str, split: str) -> str:
     """Text of `split` ("calib" or "eval") for a dataset name, or the whole file for a path."""
     path = Path(name_or_path).expanduser()
     if name_or_path not in _LOCAL_FILES:
         if path.is_file():
-            return path.read_text(encoding="utf-8")
+            return read_utf8(path)
         if path.suffix or "/" in name_or_path:
             raise EvopruneError(f"data file not found: {name_or_path}")
         raise EvopruneError(f"unknown dataset {name_or_path!r} (use {', '.join(KNOWN_DATASETS)} or a file)")
     folder = data_dir()
     if folder is not None and (folder / _LOCAL_FILES[name_or_path][split]).is_file():
-        return (folder / _LOCAL_FILES[name_or_path][split]).read_text(encoding="utf-8")
+        return read_utf8(folder / _LOCAL_FILES[name_or_path][split])
     return _from_hub(name_or_path, split)
 
 

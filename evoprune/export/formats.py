@@ -9,7 +9,7 @@ from pathlib import Path
 from evoprune.errors import EvopruneError
 from evoprune.export.formula_text import ExportFormula
 from evoprune.export.module_source import module_source, ordered_leaves
-from evoprune.export.provenance import describe, json_safe
+from evoprune.export.provenance import describe, json_safe, one_line
 from evoprune.formula import to_latex, to_text
 
 FORMATS = ("python", "json", "latex")
@@ -41,7 +41,7 @@ def json_payload(formula: ExportFormula, record: dict | None) -> dict:
 def latex_snippet(formula: ExportFormula, record: dict | None) -> str:
     """An equation ready for a paper, the provenance as LaTeX comments above it."""
     expr = formula.expr
-    comments = [f"% evoprune metric: {formula.text}"]
+    comments = [f"% evoprune metric: {one_line(formula.text)}"]  # describe() lines are one_line already
     comments += [f"% {line}" for line in describe(record)] if record is not None else []
     body = [r"\begin{equation}", rf"  S = {to_latex(expr)}", r"\end{equation}"]
     return "\n".join(comments + body) + "\n"

@@ -123,4 +123,12 @@ def describe(record: dict) -> list[str]:
                       + " (perplexity, same protocol)"))
     lines.append(("exported by", record.get("exported_by", "")))
     width = max(len(key) for key, _ in lines) + 1
-    return [f"{key + ':':<{width}} {value}" for key, value in lines]
+    return [f"{key + ':':<{width}} {one_line(value)}" for key, value in lines]
+
+
+def one_line(text: str) -> str:
+    """`text` with every unprintable character (newlines, carriage returns, line/paragraph separators, controls,
+    lone surrogates) written as its Python escape: a provenance value comes from a run directory, which anyone can
+    craft, and a newline in it would end a LaTeX `%` comment or a docstring line (`\\input{...}` would run)."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape", "backslashreplace").decode("ascii")
+                   for c in str(text))

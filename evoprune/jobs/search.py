@@ -5,21 +5,18 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from pathlib import Path
 
 from evoprune.errors import EvopruneError
 from evoprune.fitness.evaluator import Evaluator
+from evoprune.jobs.inputs import check_search_inputs
+from evoprune.paths import StagedDir
 from evoprune.search import run_dir
 from evoprune.search.config import FREE_EVALUATION_KEYS, RUN_DEFINING, SearchConfig, config_from_dict, with_overrides
 from evoprune.search.dashboard import Dashboard
 from evoprune.search.loop import run_search
 from evoprune.search.report import finish_run
-
-
-def _check_not_test_split(config: SearchConfig) -> None:
-    """Searching on the held-out split would make every reported perplexity optimistic."""
-    if "test" in Path(config.evaluation.calib).name:
-        raise EvopruneError(f"refusing to calibrate/search on a test split ({config.evaluation.calib})")
 
 
 def _announced(perplexity: Callable[[str], float]) -> Callable[[str], float]:
@@ -37,11 +34,20 @@ def search_job(config: SearchConfig, out: Path, force: bool = False, resume: boo
                workers: int | None = None, address: str | None = None) -> dict:
     from evoprune.distributed import open_pool
 
-    _check_not_test_split(config)
-    if not resume:
-        run_dir.claim_run_dir(out, force)
-        run_dir.write_config(out, config.to_dict())
-    with open_pool(config.evaluation, workers=workers, address=address) as pool:
+    check_search_inputs(config.evaluation)  # data, model, sizes: refused before `out` is touched
+    staged = None
+    if not resume:  # a new run is set up beside `out` and takes it over once its evaluator is up
+        staged = StagedDir(out, force, "run directory", f", or `evoprune resume {out}`")
+        run_dir.write_config(staged.path, config.to_dict())
+    with ExitStack() as stack:
+        try:
+            pool = stack.enter_context(open_pool(config.evaluation, workers=workers, address=address))
+        except BaseException:  # the model or data failed to load: the old directory (if any) stays as it was
+            if staged is not None:
+                staged.discard()
+            raise
+        if staged is not None:
+            staged.commit()
         with Dashboard(config.generations) as dashboard:
             state = run_search(config, out, pool.map, resume=resume, on_generation=dashboard.update)
         evaluator = getattr(pool, "evaluator", None)
@@ -53,13 +59,15 @@ def search_job(config: SearchConfig, out: Path, force: bool = False, resume: boo
 
 
 def resume_config(out: Path, overrides: dict) -> SearchConfig:
-    """The run's own config; keys that define the run cannot be overridden (the checkpoint pins them anyway)."""
-    if run_dir.load_checkpoint(out) is None:
-        raise EvopruneError(f"{out} has no checkpoint to resume from")
+    """The run's own config; keys that define the run cannot be overridden (the checkpoint pins them anyway). A run
+    stopped before its first checkpoint (only config.yaml) starts again from generation 0 with that config."""
+    fresh = run_dir.load_checkpoint(out) is None
     for key, value in overrides.items():
         free = key == "evaluation" and isinstance(value, dict) and set(value) <= set(FREE_EVALUATION_KEYS)
         if key in RUN_DEFINING and value is not None and not free:
             raise EvopruneError(f"{key} defines the run and cannot change on resume")
     config = with_overrides(config_from_dict(run_dir.read_config(out)), overrides)
+    if fresh:
+        print(f"[evoprune] {out} has no checkpoint yet: starting it from generation 0", file=sys.stderr, flush=True)
     run_dir.write_config(out, config.to_dict())
     return config

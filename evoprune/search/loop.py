@@ -11,6 +11,7 @@ from pathlib import Path
 
 from deap import algorithms, creator, tools
 
+from evoprune.errors import EvopruneError
 from evoprune.formula import parse_formula
 from evoprune.search import run_dir
 from evoprune.search.config import SearchConfig, pin_run_defining
@@ -63,15 +64,40 @@ def generation_stats(generation: int, rows: list[dict], seconds: float) -> dict:
             "candidates": len(rows), "failures": len(rows) - len(finite), "seconds": seconds}
 
 
+# What DEAP, the RNGs and the config reader raise on values of the wrong shape inside a checkpoint.
+_RESTORE_ERRORS = (NotExpressible, KeyError, TypeError, ValueError, IndexError, AttributeError, OverflowError)
+
+
+def _malformed(out: Path, exc: Exception) -> EvopruneError:
+    return EvopruneError(f"checkpoint {out / run_dir.CHECKPOINT} is malformed: {type(exc).__name__}: "
+                         f"{str(exc)[:200]}")
+
+
 def _resume_state(config: SearchConfig, out: Path) -> tuple[SearchConfig, dict | None]:
     """The last checkpoint (None if there is none), with the run-defining keys of `config` pinned to it."""
     state = run_dir.load_checkpoint(out)
     if state is None:
         return config, None
-    config, changed = pin_run_defining(config, state["config"])
+    missing = [key for key in ("generation", "population", "cache", "history", "rng", "config") if key not in state]
+    if missing:
+        raise EvopruneError(f"checkpoint {out / run_dir.CHECKPOINT} is malformed: no {missing[0]!r}")
+    try:
+        config, changed = pin_run_defining(config, state["config"])
+    except _RESTORE_ERRORS as exc:
+        raise _malformed(out, exc) from None
     if changed:
         print(f"[evoprune] resume keeps the checkpoint's {', '.join(changed)}", flush=True)
     return config, state
+
+
+def restore_population(state: dict, pset, out: Path) -> list:
+    """The checkpoint's RNG states and population; a damaged or crafted checkpoint is one error, not a traceback
+    (its structure was checked on load; these are the values DEAP and the RNGs themselves refuse)."""
+    try:
+        set_rng_state(state["rng"])
+        return [creator.EvoIndividual(tree_from_string(s, pset)) for s in state["population"]]
+    except _RESTORE_ERRORS as exc:
+        raise _malformed(out, exc) from None
 
 
 def run_search(config: SearchConfig, out: Path, map_fn: MapFn, resume: bool = False,
@@ -85,9 +111,10 @@ def run_search(config: SearchConfig, out: Path, map_fn: MapFn, resume: bool = Fa
         seed_all(config.seed)
         population = initial_population(config, toolbox, pset)
         state = {"generation": -1, "cache": {}, "history": [], "population": []}
+        if resume:  # stopped before the first checkpoint: drop generation 0's partial log, start it again
+            run_dir.truncate_candidates(out, -1)
     else:
-        set_rng_state(state["rng"])
-        population = [creator.EvoIndividual(tree_from_string(s, pset)) for s in state["population"]]
+        population = restore_population(state, pset, out)
         evaluate_population(population, state["generation"], pset, state["cache"], map_fn)  # fitness from cache
         run_dir.truncate_candidates(out, state["generation"])
     for generation in range(state["generation"] + 1, config.generations):

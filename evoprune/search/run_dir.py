@@ -11,6 +11,7 @@ import yaml
 
 from evoprune.errors import EvopruneError
 from evoprune.paths import claim_output_dir
+from evoprune.search.checkpoint_schema import check_checkpoint
 
 CONFIG, CANDIDATES, CHECKPOINT, BEST = "config.yaml", "candidates.jsonl", "checkpoint.json", "best.json"
 
@@ -37,7 +38,13 @@ def read_config(out: Path) -> dict:
     path = out / CONFIG
     if not path.is_file():
         raise EvopruneError(f"{out} is not a run directory (no {CONFIG})")
-    return yaml.safe_load(path.read_text())
+    try:
+        config = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise EvopruneError(f"{path} is unreadable: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}") from None
+    if not isinstance(config, dict):
+        raise EvopruneError(f"{path} is malformed: not a mapping")
+    return config
 
 
 def json_number(value: float) -> float | None:
@@ -77,9 +84,10 @@ def load_checkpoint(out: Path) -> dict | None:
     if not path.is_file():
         return None
     try:
-        return json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise EvopruneError(f"checkpoint {path} is unreadable: {exc}") from None
+        state = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        raise EvopruneError(f"checkpoint {path} is unreadable: {type(exc).__name__}: {str(exc)[:200]}") from None
+    return check_checkpoint(state, path)
 
 
 def write_best(out: Path, payload: dict) -> None:
