@@ -12,23 +12,19 @@ from rich.table import Table
 
 from evoprune.cli import options as opt
 from evoprune.cli.progress import stage_progress
-from evoprune.data.text import load_text
-from evoprune.errors import EvopruneError
 from evoprune.data.protocol import PerplexitySpec
-from evoprune.model.loading import EMBEDDED_NAME, model_path
+from evoprune.errors import EvopruneError
 from evoprune.prune.masks import check_sparsity, parse_pattern
 
 console = Console()
 
 
-def _check_inputs(model: str, sparsity: float | None, patterns: list[str], data: list[tuple[str, str]]) -> None:
-    for pattern in patterns:
-        parsed = parse_pattern(pattern)
-        check_sparsity(None if parsed.structured and sparsity is None else sparsity, parsed)
-    for name, split in data:
-        load_text(name, split)
-    if model != EMBEDDED_NAME:  # the embedded model is converted on first load; others resolve cheaply
-        model_path(model)
+def _check_inputs(model: str, sparsity: float | None, patterns: list[str], data: list[tuple[str, str]],
+                  **window_lengths: int) -> None:
+    """Everything checkable before the model loads and --out is touched (evoprune.jobs.inputs)."""
+    from evoprune.jobs.inputs import check_inputs
+
+    check_inputs(model, sparsity, patterns, data, **window_lengths)
 
 
 def _write_json(path: Path | None, payload: dict | list) -> None:
@@ -66,7 +62,7 @@ def prune(
     spec = PruneSpec(metric, sparsity, pattern, group, mode)
     spec.validate()
     resolve_method(metric, seqlen)
-    _check_inputs(model, sparsity, [pattern], [(calib, "calib")])
+    _check_inputs(model, sparsity, [pattern], [(calib, "calib")], seqlen=seqlen)
     calib_spec = opt.calib_spec(calib, nsamples, seqlen, seed)
     check_output_dir(out, force)  # before the model loads; prune_job claims it
     loaded = opt.load(model, device, dtype)
@@ -87,7 +83,7 @@ def evaluate(
     from evoprune.jobs.evaluate import evaluate_job
 
     spec = _eval_spec(data, seqlen, max_tokens)
-    _check_inputs(model, None, [], [(data, "eval")])
+    _check_inputs(model, None, [], [(data, "eval")], eval_seqlen=seqlen)
     loaded = opt.load(model, device, dtype)
     with stage_progress() as progress:
         result = evaluate_job(loaded, spec, progress)
@@ -117,7 +113,8 @@ def baselines(
     PruneSpec("wanda", sparsity, "unstructured", group, mode).validate()
     for name in methods:
         resolve_method(name, seqlen)
-    _check_inputs(model, sparsity, patterns, [(calib, "calib"), (eval_data, "eval")])
+    _check_inputs(model, sparsity, patterns, [(calib, "calib"), (eval_data, "eval")], seqlen=seqlen,
+                  eval_seqlen=eval_seqlen)
     check_sparsity(sparsity, parse_pattern("unstructured"))
     calib_spec = opt.calib_spec(calib, nsamples, seqlen, seed)
     eval_spec = _eval_spec(eval_data, eval_seqlen, max_tokens)

@@ -14,7 +14,7 @@ from evoprune.data.tokens import CalibSpec
 from evoprune.errors import EvopruneError
 from evoprune.data.protocol import calib_windows, protocol_record
 from evoprune.model.loading import LoadedModel
-from evoprune.paths import claim_output_dir
+from evoprune.paths import StagedDir
 from evoprune.prune.apply import MODES, LayerReport, SparsitySpec, prune_sequential, prune_with_stats
 from evoprune.prune.masks import GROUPS, parse_pattern
 from evoprune.prune.method import Method, builtin_method
@@ -87,7 +87,12 @@ def prune_job(loaded: LoadedModel, spec: PruneSpec, calib: CalibSpec, out: Path,
               progress: Progress | None = None) -> dict:
     """Prune and save; returns the report written to `out/report.json`."""
     method = resolve_method(spec.metric, calib.seqlen)
-    claim_output_dir(out, force)
+    with StagedDir(out, force) as staged:  # swapped onto `out` only once saved: a failure keeps its old contents
+        return _prune_into(loaded, method, spec, calib, staged.path, progress)
+
+
+def _prune_into(loaded: LoadedModel, method: Method, spec: PruneSpec, calib: CalibSpec, out: Path,
+                progress: Progress | None) -> dict:
     start = time.perf_counter()
     reports = prune_loaded(loaded, method, spec, calib, progress=progress)
     seconds = time.perf_counter() - start
