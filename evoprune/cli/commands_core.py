@@ -50,10 +50,21 @@ def prune(
     mode: str = typer.Option("sequential", "--mode", help="sequential (Wanda/SparseGPT) or dense statistics."),
     out: Path = typer.Option(..., "--out", help="Output directory (a Hugging Face model directory)."),
     force: bool = typer.Option(False, "--force", help="Overwrite a non-empty --out."),
+    structure: str = typer.Option(None, "--structure", help="Structured pruning that shrinks the tensors: "
+                                  "mlp, heads, groups, blocks (comma-separated); --metric is summed per unit, or "
+                                  "taylor, flap, shortgpt."),
+    ratio: float = typer.Option(0.2, "--ratio", help="With --structure: fraction of decoder parameters removed."),
+    widths: str = typer.Option("uniform", "--widths", help="With --structure: uniform or per-layer."),
+    tolerance: float = typer.Option(0.005, "--tolerance", help="With --structure: allowed overshoot (fraction)."),
     model: str = opt.Model, device: str = opt.Device, dtype: str = opt.Dtype, calib: str = opt.Calib,
     nsamples: int = opt.NSamples, seqlen: int = opt.SeqLen, seed: int = opt.Seed,
 ) -> None:
     """Prune a model and save it (safetensors) with report.json."""
+    if structure is not None:  # physical shrink: its own job (evoprune.jobs.structured)
+        from evoprune.cli.commands_structured import prune_structured
+
+        return prune_structured(structure, ratio, widths, tolerance, metric, out, force, model, device, dtype,
+                                calib, nsamples, seqlen, seed)
     from evoprune.jobs.prune import PruneSpec, prune_job, resolve_method
     from evoprune.paths import check_output_dir
 

@@ -98,9 +98,10 @@ def _granularity_error(shape: DecoderShape, structures: tuple[str, ...], counts:
     lo = (budget.target // step) * step / total
     hi = lo + step / total
     why = " (GQA: every KV group keeps the same number of query heads)" if kind == "heads" else ""
+    hint = "raise --tolerance" if kind == "blocks" else "add mlp, or use --widths per-layer"
     raise EvopruneError(f"--ratio {budget.target / total:.4f} cannot be met with uniform {kind} steps of "
                         f"{step / total:.4f} of the decoder{why}; nearest reachable ratios are {lo:.4f} and "
-                        f"{hi:.4f}, or add mlp, or use --widths per-layer")
+                        f"{hi:.4f} (or {hint})")
 
 
 def _check_hf_config(shape: DecoderShape, counts: dict[str, int]) -> None:

@@ -37,6 +37,10 @@ def save_shrunk(model: torch.nn.Module, tokenizer, out: Path, report: dict) -> N
         tokenizer.save_pretrained(out)
     if getattr(model.config, "auto_map", None):
         shutil.copyfile(remote_modeling.__file__, out / "modeling_evoprune.py")
+    write_report(out, report)
+
+
+def write_report(out: Path, report: dict) -> None:
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
 
 

@@ -1,0 +1,162 @@
+"""`evoprune prune --structure ...`: score units, choose widths under an exact parameter budget, shrink the model,
+save it, and report parameters, CPU forward latency (dense and shrunk, same run) and reload parity."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from evoprune.data.protocol import calib_windows, protocol_record
+from evoprune.data.tokens import CalibSpec
+from evoprune.errors import EvopruneError
+from evoprune.model.loading import LoadedModel, model_path
+from evoprune.paths import claim_output_dir
+from evoprune.structured.allocate import UnitScores, allocate
+from evoprune.structured.budget import WIDTHS, Budget, check_reachable, make_budget, uniform_counts
+from evoprune.structured.calibration import Calibration, calibrate
+from evoprune.structured.measure import count_params, forward_latency
+from evoprune.structured.save import reload_max_abs_diff, save_shrunk, write_report
+from evoprune.structured.scores import flap_scores, shortgpt_scores, summed_scores
+from evoprune.structured.selection import Selection
+from evoprune.structured.shape import DecoderShape, decoder_shape, parse_structures
+from evoprune.structured.shrink import shrink_model
+from evoprune.structured.taylor import taylor_scores
+
+STRUCTURED_ONLY = ("taylor", "flap", "shortgpt")  # besides these, any per-weight metric is summed over units
+LATENCY_TOKENS = 512
+
+
+@dataclass(frozen=True)
+class StructuredSpec:
+    structure: str = "mlp,heads"
+    ratio: float = 0.2  # of the decoder's parameters
+    metric: str = "wanda"
+    widths: str = "uniform"
+    tolerance: float = 0.005  # allowed overshoot, as a fraction of the decoder's parameters
+
+    def check(self, config) -> tuple[DecoderShape, Budget]:
+        """Everything that can fail from the config alone: runs before the model loads."""
+        structures = parse_structures(self.structure)
+        if self.widths not in WIDTHS:
+            raise EvopruneError(f"unknown --widths {self.widths!r} (use {', '.join(WIDTHS)})")
+        if self.metric == "shortgpt" and structures != ("blocks",):
+            raise EvopruneError("--metric shortgpt scores whole blocks: use --structure blocks")
+        if self.metric == "flap" and "blocks" in structures:
+            raise EvopruneError("--metric flap scores heads and channels, not blocks")
+        shape = decoder_shape(config)
+        budget = make_budget(shape, self.ratio, self.tolerance)
+        if self.widths == "uniform" or structures == ("blocks",):
+            uniform_counts(shape, structures, budget)
+        else:
+            check_reachable(shape, structures, budget)
+        return shape, budget
+
+
+def check_structured(model: str, spec: StructuredSpec, seqlen: int) -> None:
+    """CLI pre-flight: the metric resolves and the model's config admits the structure, ratio and widths."""
+    from transformers import AutoConfig
+
+    if spec.metric not in STRUCTURED_ONLY:
+        _weight_method(spec.metric, seqlen)
+    try:
+        config = AutoConfig.from_pretrained(model_path(model))
+    except (OSError, ValueError) as exc:
+        raise EvopruneError(f"cannot read the config of {model!r}: {str(exc).splitlines()[0]}") from exc
+    spec.check(config)
+
+
+def _weight_method(metric: str, seqlen: int):
+    from evoprune.jobs.prune import resolve_method
+
+    method = resolve_method(metric, seqlen)
+    if method.scorer is None:
+        raise EvopruneError(f"--metric {metric} updates weights and has no per-weight score to sum over units")
+    return method
+
+
+def _summed(loaded: LoadedModel, shape: DecoderShape, metric: str, calib: CalibSpec,
+            windows: torch.Tensor) -> UnitScores:
+    method = _weight_method(metric, calib.seqlen)
+    leaves_needed = set(method.leaves)
+    if leaves_needed <= {"W"}:
+        stats = None
+    elif leaves_needed <= {"W", "X"}:
+        moments = calibrate(loaded.model, windows).moments
+        stats = {key: {"X": m.rms().unsqueeze(0)} for key, m in moments.items()}
+    else:  # G or Hinv: the project's cached dense statistics hold them with their contract definitions
+        from evoprune.stats.cache import cached_dense_stats
+
+        dense = cached_dense_stats(loaded.model, windows, calib, with_grad="G" in leaves_needed)
+        stats = {key: {name: (getattr(st, name) if name == "G" else getattr(st, name).unsqueeze(0))
+                       for name in leaves_needed - {"W"}} for key, st in dense.items()}
+
+    def weight_score(i: int, name: str, lin: torch.nn.Linear) -> torch.Tensor:
+        w = lin.weight.detach().float()
+        extra = {} if stats is None else {k: v.to(w.device).float() for k, v in stats[f"{i}.{name}"].items()}
+        return method.scorer({"W": w, **extra})
+
+    return summed_scores(loaded.model, shape, weight_score)
+
+
+def unit_scores(loaded: LoadedModel, shape: DecoderShape, metric: str, calib: CalibSpec,
+                windows: torch.Tensor) -> tuple[UnitScores, Calibration | None]:
+    if metric in ("flap", "shortgpt"):
+        calibration = calibrate(loaded.model, windows)
+        scores = flap_scores(loaded.model, shape, calibration) if metric == "flap" else shortgpt_scores(calibration)
+        return scores, calibration
+    if metric == "taylor":
+        taylor = taylor_scores(loaded.model, windows)
+        return summed_scores(loaded.model, shape, lambda i, name, _lin: taylor[f"{i}.{name}"]), None
+    return _summed(loaded, shape, metric, calib, windows), None
+
+
+def prune_structured(loaded: LoadedModel, spec: StructuredSpec, calib: CalibSpec) -> Selection:
+    """Score, allocate and shrink `loaded.model` in place; FLAP compensates the removed channels with biases."""
+    shape, budget = spec.check(loaded.model.config)
+    windows = calib_windows(loaded, calib) if spec.metric != "magnitude" else None
+    scores, calibration = unit_scores(loaded, shape, spec.metric, calib, windows)
+    selection = allocate(shape, parse_structures(spec.structure), scores, budget, spec.widths)
+    means = None
+    if spec.metric == "flap":
+        means = {i: {"o_proj": calibration.moments[f"{i}.self_attn.o_proj"].mean(),
+                     "down_proj": calibration.moments[f"{i}.mlp.down_proj"].mean()} for i in range(shape.layers)}
+    shrink_model(loaded.model, shape, selection, means)
+    return selection
+
+
+def latency_ids(loaded: LoadedModel) -> torch.Tensor:
+    """A fixed 1×512 input: latency depends on the shape, not on the token values."""
+    vocab = loaded.model.config.vocab_size
+    return (torch.arange(LATENCY_TOKENS) % vocab).unsqueeze(0).to(next(loaded.model.parameters()).device)
+
+
+def structured_job(loaded: LoadedModel, spec: StructuredSpec, calib: CalibSpec, out: Path,
+                   force: bool = False) -> dict:
+    """Shrink, save to `out` and return the report written to `out/report.json`."""
+    shape, budget = spec.check(loaded.model.config)
+    claim_output_dir(out, force)
+    ids = latency_ids(loaded)
+    dense_params, dense_latency = count_params(loaded.model), forward_latency(loaded.model, ids)
+    start = time.perf_counter()
+    selection = prune_structured(loaded, spec, calib)
+    seconds = time.perf_counter() - start
+    params = count_params(loaded.model)
+    report = {
+        "protocol": protocol_record(loaded, calib, None), "structured": asdict(spec),
+        "widths": selection.widths(), "blocks_kept": selection.kept_blocks(),
+        "params": {"dense": dense_params, "pruned": params, "removed_decoder": dense_params["decoder"]
+                   - params["decoder"], "target_removed": budget.target,
+                   "removed_fraction_of_decoder": (dense_params["decoder"] - params["decoder"])
+                   / dense_params["decoder"]},
+        "latency": {"input": list(ids.shape), "dense_s": dense_latency,
+                    "pruned_s": forward_latency(loaded.model, ids), "threads": torch.get_num_threads()},
+        "seconds": {"prune": seconds},
+    }
+    report["latency"]["ratio"] = report["latency"]["pruned_s"] / dense_latency
+    save_shrunk(loaded.model, loaded.tokenizer, out, report)
+    report["reload_max_abs_diff"] = reload_max_abs_diff(loaded.model, out, ids[:, :128])
+    write_report(out, report)  # again, now with the parity it measured
+    return report
