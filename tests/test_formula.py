@@ -97,7 +97,8 @@ def test_protected_semantics():
 
 
 def test_numbers_beyond_float_range_compile_to_inf_not_an_exception():
-    out = compile_formula(parse_formula("10**400 * W"))({"W": torch.ones(2, 2)})
+    # Constants are bounded at parse time (|c| <= 1e38, tests/test_hostile_inputs.py); scores may still overflow.
+    out = compile_formula(parse_formula("1e38 * sqr(W)"))({"W": torch.full((2, 2), 1e3)})
     assert torch.isinf(out).all()
 
 

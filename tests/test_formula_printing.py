@@ -5,7 +5,7 @@ from evoprune.formula import OPERATORS, compile_formula, parse_formula, to_latex
 
 FORMULAS = ["abs(W)*X", "(rownorm(abs(W)) + colnorm(abs(W)))*X**0.5", "W**2*mms(G)", "div(W, X) - zscore(G)**-2",
             "log(abs(W)*X) + exp(G) - tanh(Hinv)", "sqrt(W)*pow(G, 1.5) + pow(X, -0.5)", "mul(sqr(W), W) + W**-3",
-            "neg(W) + 2.5*colnorm(X) - rownorm(Hinv)", "div(W, W - W) + div(1, X)", "mms(2) + W", "10**400*W",
+            "neg(W) + 2.5*colnorm(X) - rownorm(Hinv)", "div(W, W - W) + div(1, X)", "mms(2) + W", "1e38*W",
             "div(log(sqrt(abs(W))), mms(zscore(G)))**-1", "exp(exp(exp(W)))*sub(W, G)"]
 
 
