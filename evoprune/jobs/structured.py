@@ -47,6 +47,9 @@ class StructuredSpec:
         if self.metric == "flap" and "blocks" in structures:
             raise EvopruneError("--metric flap scores heads and channels, not blocks")
         shape = decoder_shape(config)
+        if self.widths == "per-layer" and config.model_type != "llama":
+            raise EvopruneError("--widths per-layer writes a LLaMA modeling file; use uniform for "
+                                f"{config.model_type!r} models")
         budget = make_budget(shape, self.ratio, self.tolerance)
         if self.widths == "uniform" or structures == ("blocks",):
             uniform_counts(shape, structures, budget)
@@ -115,15 +118,23 @@ def unit_scores(loaded: LoadedModel, shape: DecoderShape, metric: str, calib: Ca
 
 def prune_structured(loaded: LoadedModel, spec: StructuredSpec, calib: CalibSpec) -> Selection:
     """Score, allocate and shrink `loaded.model` in place; FLAP compensates the removed channels with biases."""
-    shape, budget = spec.check(loaded.model.config)
+    shape, _ = spec.check(loaded.model.config)
     windows = calib_windows(loaded, calib) if spec.metric != "magnitude" else None
     scores, calibration = unit_scores(loaded, shape, spec.metric, calib, windows)
+    return shrink_with_scores(loaded.model, spec, scores, calibration)
+
+
+def shrink_with_scores(model: torch.nn.Module, spec: StructuredSpec, scores: UnitScores,
+                       calibration: Calibration | None) -> Selection:
+    """Allocate and shrink with scores computed once (scores do not depend on the ratio: a benchmark reuses them
+    on fresh copies of the dense model)."""
+    shape, budget = spec.check(model.config)
     selection = allocate(shape, parse_structures(spec.structure), scores, budget, spec.widths)
     means = None
     if spec.metric == "flap":
         means = {i: {"o_proj": calibration.moments[f"{i}.self_attn.o_proj"].mean(),
                      "down_proj": calibration.moments[f"{i}.mlp.down_proj"].mean()} for i in range(shape.layers)}
-    shrink_model(loaded.model, shape, selection, means)
+    shrink_model(model, shape, selection, means)
     return selection
 
 

@@ -13,7 +13,8 @@ from evoprune.errors import EvopruneError
 # mlp: one intermediate channel (gate/up row + down column); heads: one query head in EVERY KV group at once
 # (so each group keeps the same count); groups: one KV head with all its query heads; blocks: a decoder block.
 STRUCTURES = ("mlp", "heads", "groups", "blocks")
-_LLAMA_FAMILY = ("llama", "mistral", "qwen2", "qwen3")
+# Qwen2 is left out on purpose: its q/k/v biases are hard-coded in its modeling code, not in the config.
+_LLAMA_FAMILY = ("llama", "mistral")
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,205 @@
+"""Structured pruning: GQA consistency, exact parameter budgets, reload parity with transformers alone, bad input.
+
+Real weights: the embedded SmolLM2 cut to 4 blocks (conftest), short calibration windows. A tiny random config
+only covers what SmolLM2 cannot (other head layouts, Mistral, an unsupported architecture).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+import torch
+from transformers import AutoConfig, GPT2Config, LlamaConfig, LlamaForCausalLM, MistralConfig
+
+from evoprune.cli.app import main
+from evoprune.data.tokens import CalibSpec
+from evoprune.errors import EvopruneError
+from evoprune.jobs.structured import StructuredSpec, prune_structured, unit_scores
+from evoprune.model.loading import load_model
+from evoprune.structured.allocate import allocate
+from evoprune.structured.budget import make_budget, uniform_counts
+from evoprune.structured.measure import count_params
+from evoprune.structured.save import reload_max_abs_diff, save_shrunk
+from evoprune.structured.scores import aggregate_block
+from evoprune.structured.shape import decoder_shape
+from evoprune.structured.shrink import shrink_model
+
+CALIB = CalibSpec("wikitext2", nsamples=4, seqlen=64, seed=0)
+
+
+@pytest.fixture(scope="module")
+def dense(truncated_model_dir):
+    return load_model(str(truncated_model_dir), "cpu", "float32")
+
+
+def _fresh(loaded):
+    return type(loaded)(copy.deepcopy(loaded.model), loaded.tokenizer, loaded.source)
+
+
+def _check_gqa(model) -> None:
+    """Every block's shapes describe whole heads and whole KV groups with an integer query/KV ratio."""
+    for block in model.model.layers:
+        attn = block.self_attn
+        d = attn.head_dim
+        q, kv = attn.q_proj.out_features, attn.k_proj.out_features
+        assert q % d == 0 and kv % d == 0 and attn.v_proj.out_features == kv
+        assert attn.o_proj.in_features == q
+        assert (q // d) % (kv // d) == 0 and attn.num_key_value_groups == (q // d) // (kv // d)
+        assert block.mlp.gate_proj.out_features == block.mlp.up_proj.out_features == block.mlp.down_proj.in_features
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("structure", "widths", "metric"), [
+    ("mlp,heads", "uniform", "wanda"), ("mlp,groups", "per-layer", "magnitude"), ("mlp,heads", "per-layer", "flap"),
+    ("mlp,heads", "uniform", "taylor"), ("blocks", "uniform", "shortgpt"),
+])
+def test_shrink_keeps_gqa_meets_budget_and_reloads(dense, tmp_path, structure, widths, metric):
+    loaded = _fresh(dense)
+    spec = StructuredSpec(structure, 0.25, metric, widths, tolerance=0.01)
+    shape, budget = spec.check(loaded.model.config)
+    before = count_params(loaded.model)
+    selection = prune_structured(loaded, spec, CALIB)
+    after = count_params(loaded.model)
+    _check_gqa(loaded.model)
+    if structure.endswith("heads"):  # heads: every KV group keeps the same number of query heads
+        for keep in selection.layers:
+            per_group = torch.bincount(keep.q_heads // shape.n_rep, minlength=shape.kv_heads)
+            assert len(set(per_group.tolist())) == 1
+    removed = before["decoder"] - after["decoder"]
+    biases = sum(m.bias.numel() for m in loaded.model.modules() if getattr(m, "bias", None) is not None)
+    assert removed + biases == shape.decoder_params - selection.decoder_params(shape)  # exact count
+    assert budget.target <= removed + biases <= budget.limit
+    save_shrunk(loaded.model, loaded.tokenizer, tmp_path, {})
+    assert ("auto_map" in json.loads((tmp_path / "config.json").read_text())) == (not selection.uniform())
+    ids = torch.arange(40).unsqueeze(0) * 7 % loaded.model.config.vocab_size
+    diff = reload_max_abs_diff(loaded.model, tmp_path, ids)
+    print(f"{structure} {widths} {metric}: removed {removed:,} of {before['decoder']:,} decoder parameters "
+          f"(+{biases:,} compensation biases), reload max abs diff {diff:.3e}")
+    assert diff < 1e-4
+
+
+@pytest.mark.slow
+def test_flap_compensation_beats_no_compensation(dense):
+    """The bias FLAP adds replaces each removed channel by its calibration mean: the block's output on the
+    calibration windows must be closer to the dense one than without it."""
+    from evoprune.data.protocol import calib_windows
+    from evoprune.jobs.structured import shrink_with_scores
+
+    windows = calib_windows(dense, CALIB)
+    shape = decoder_shape(dense.model.config)
+    scores, calibration = unit_scores(dense, shape, "flap", CALIB, windows)
+    with torch.no_grad():
+        reference = dense.model(windows, use_cache=False).logits
+    errors = {}
+    for compensate in (True, False):
+        model = copy.deepcopy(dense.model)
+        spec = StructuredSpec("mlp", 0.2, "flap" if compensate else "wanda", "per-layer")
+        shrink_with_scores(model, spec, scores, calibration if compensate else None)
+        with torch.no_grad():
+            errors[compensate] = (model(windows, use_cache=False).logits - reference).pow(2).mean().item()
+    assert errors[True] < errors[False]
+
+
+def test_summed_scores_follow_the_gqa_layout():
+    """Query head h belongs to KV group h // n_rep (HF's repeat_kv); a group sums its heads plus k/v rows."""
+    shape = decoder_shape(LlamaConfig(hidden_size=32, intermediate_size=8, num_hidden_layers=1,
+                                      num_attention_heads=4, num_key_value_heads=2, head_dim=8))
+    s = {n: torch.zeros(o, i) for n, (o, i) in {
+        "self_attn.q_proj": (32, 32), "self_attn.k_proj": (16, 32), "self_attn.v_proj": (16, 32),
+        "self_attn.o_proj": (32, 32), "mlp.gate_proj": (8, 32), "mlp.up_proj": (8, 32),
+        "mlp.down_proj": (32, 8)}.items()}
+    s["self_attn.q_proj"][3 * 8] = 1.0  # a row of query head 3
+    s["self_attn.o_proj"][:, 2 * 8 + 1] = 1.0  # a column of query head 2
+    s["self_attn.k_proj"][8] = 2.0  # a row of KV head 1
+    s["mlp.down_proj"][:, 5] = 1.0
+    agg = aggregate_block(shape, s)
+    assert agg["heads"].tolist() == [0.0, 0.0, 32.0, 32.0]
+    assert agg["groups"].tolist() == [0.0, 128.0]
+    assert agg["mlp"].tolist() == [0, 0, 0, 0, 0, 32.0, 0, 0]
+
+
+@pytest.mark.parametrize("ratio", [0.1, 0.2, 0.3])
+@pytest.mark.parametrize("structure", [("mlp",), ("mlp", "heads"), ("mlp", "groups")])
+def test_budgets_are_exact_on_the_embedded_shape(ratio, structure):
+    """Removed parameters of a real selection equal the arithmetic, and meet the target within the slack."""
+    config = AutoConfig.for_model("llama", hidden_size=576, intermediate_size=1536, num_hidden_layers=30,
+                                  num_attention_heads=9, num_key_value_heads=3, head_dim=64)
+    shape = decoder_shape(config)
+    assert shape.decoder_params == 106_202_880  # SmolLM2-135M's 30 blocks, counted from its tensors
+    budget = make_budget(shape, ratio)
+    gen = torch.Generator().manual_seed(0)
+    scores = {"mlp": torch.rand(30, 1536, generator=gen), "heads": torch.rand(30, 9, generator=gen),
+              "groups": torch.rand(30, 3, generator=gen)}
+    for widths in ("uniform", "per-layer"):
+        selection = allocate(shape, structure, scores, budget, widths)
+        removed = shape.decoder_params - selection.decoder_params(shape)
+        assert budget.target <= removed <= budget.limit, widths
+        if widths == "uniform":
+            assert selection.uniform()
+
+
+def test_uniform_heads_refuse_a_ratio_gqa_cannot_meet():
+    shape = decoder_shape(LlamaConfig(hidden_size=576, intermediate_size=1536, num_hidden_layers=30,
+                                      num_attention_heads=9, num_key_value_heads=3, head_dim=64))
+    with pytest.raises(EvopruneError, match="GQA"):
+        uniform_counts(shape, ("heads",), make_budget(shape, 0.05))
+    one_step = 30 * 3 * shape.q_head_cost  # one query head per KV group in every block
+    assert uniform_counts(shape, ("heads",), make_budget(shape, one_step / shape.decoder_params)) == {"heads": 1}
+
+
+def test_tiny_mistral_uniform_shrink_reloads(tmp_path):
+    """Architecture coverage only (random weights): Mistral with 8 query heads over 2 KV heads."""
+    from transformers import MistralForCausalLM
+
+    torch.manual_seed(0)
+    config = MistralConfig(vocab_size=64, hidden_size=96, intermediate_size=64, num_hidden_layers=2,
+                           num_attention_heads=8, num_key_value_heads=2, head_dim=16)
+    model = MistralForCausalLM(config).eval()
+    shape = decoder_shape(model.config)
+    scores = {"mlp": torch.rand(2, 64), "heads": torch.rand(2, 8)}
+    selection = allocate(shape, ("mlp", "heads"), scores, make_budget(shape, 0.3, 0.02), "uniform")
+    shrink_model(model, shape, selection)
+    _check_gqa(model)
+    save_shrunk(model, None, tmp_path, {})
+    assert reload_max_abs_diff(model, tmp_path, torch.arange(10).unsqueeze(0)) < 1e-5
+
+
+def test_tiny_llama_per_layer_query_heads_reload(tmp_path):
+    """Per-layer query heads per group differ between blocks: the remote-code file sets each block's own
+    num_key_value_groups."""
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=64, hidden_size=96, intermediate_size=64, num_hidden_layers=3,
+                                         num_attention_heads=8, num_key_value_heads=2, head_dim=16)).eval()
+    shape = decoder_shape(model.config)
+    scores = {"mlp": torch.rand(3, 64), "heads": torch.tensor([[0.0] * 8, [1.0] * 8, [2.0] * 8])}
+    selection = allocate(shape, ("heads",), scores, make_budget(shape, 0.1, 0.05), "per-layer")
+    assert not selection.uniform()
+    shrink_model(model, shape, selection)
+    _check_gqa(model)
+    save_shrunk(model, None, tmp_path, {})
+    assert reload_max_abs_diff(model, tmp_path, torch.arange(10).unsqueeze(0)) < 1e-5
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--structure", "attention"], "unknown structure"),
+    (["--structure", "heads", "--ratio", "0.05"], "GQA"),
+    (["--structure", "heads", "--ratio", "0.2"], "out of reach"),
+    (["--structure", "blocks", "--ratio", "0.3"], "cannot be met"),
+    (["--structure", "mlp", "--metric", "shortgpt"], "shortgpt"),
+    (["--structure", "mlp", "--metric", "sparsegpt"], "no per-weight score"),
+])
+def test_bad_input_is_one_error_line_and_writes_nothing(truncated_model_dir, tmp_path, capsys, args, message):
+    out = tmp_path / "out"
+    assert main(["prune", "--model", str(truncated_model_dir), *args, "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:") and message in err[0]
+    assert not out.exists()
+
+
+def test_an_architecture_without_units_is_refused(tmp_path, capsys):
+    GPT2Config(n_layer=2, n_embd=32, n_head=2).save_pretrained(tmp_path / "gpt2")
+    out = tmp_path / "out"
+    assert main(["prune", "--model", str(tmp_path / "gpt2"), "--structure", "mlp", "--out", str(out)]) == 2
+    assert "LLaMA-family" in capsys.readouterr().err and not out.exists()
