@@ -28,7 +28,7 @@ from evoprune.search.config import SearchConfig
 
 BOMBS = ["W*pow(9, 1e18)", "W*10**100000", "W*2**1025", "pow(pow(pow(pow(9, 1000), 1000), 1000), 1000)*W",
          "sqr(sqr(sqr(sqr(sqr(sqr(sqr(sqr(sqr(sqr(10))))))))))*X", "W" + "*1e30" * 100, "W*1e39", "W*" + "9" * 3990,
-         "X**(2000/4)", "exp(10**40)*W", "W*pow(mms(3)*1e37, 1024)"]
+         "X**(2000/4)", "exp(10**40)*W", "W*pow(mms(3)*1e37, 1024)", "pow(pow(W, 27), 38)", "X*W**600*W**600"]
 SECONDS = 5  # the bound for a refusal, through the whole CLI
 
 
@@ -371,7 +371,7 @@ def _check_parse(text: str) -> None:
             parse_formula(canonical)
 
 
-FUZZ = settings(max_examples=int(os.environ.get("EVOPRUNE_FUZZ_EXAMPLES", "300")), deadline=None,
+FUZZ = settings(max_examples=int(os.environ.get("EVOPRUNE_FUZZ_EXAMPLES", "1000")), deadline=None,
                 suppress_health_check=[HealthCheck.too_slow], derandomize=True)
 
 

@@ -82,6 +82,11 @@ def _check_numbers(expr: sympy.Expr, node: ast.AST) -> sympy.Expr:
         except OverflowError:  # an exact integer beyond float's range
             magnitude = math.inf
         _bounded(magnitude, node)
+    # sympy merges powers, pow(pow(W, 27), 38) = W**1026: the merged exponent is bounded too, so every canonical
+    # text re-parses (found by the fuzz in tests/test_hostile_inputs.py).
+    for factor in expr.args if expr.is_Mul else (expr,):
+        if factor.is_Pow and factor.exp.is_Number:
+            _bounded(abs(float(factor.exp)), node, MAX_EXPONENT, "exponent")
     return expr
 
 
