@@ -50,6 +50,10 @@ def prune(
     mode: str = typer.Option("sequential", "--mode", help="sequential (Wanda/SparseGPT) or dense statistics."),
     out: Path = typer.Option(..., "--out", help="Output directory (a Hugging Face model directory)."),
     force: bool = typer.Option(False, "--force", help="Overwrite a non-empty --out."),
+    save_format: str = typer.Option("safetensors", "--save-format", help="safetensors (dense with exact zeros) or "
+                                    "compressed-tensors (non-zeros + bitmask; unstructured and N:M)."),
+    measure_ppl: bool = typer.Option(False, "--perplexity", help="Also measure wikitext2 test perplexity (16,384 "
+                                     "tokens) into report.json and the model card."),
     structure: str = typer.Option(None, "--structure", help="Structured pruning that shrinks the tensors: "
                                   "mlp, heads, groups, blocks (comma-separated); --metric is summed per unit, or "
                                   "taylor, flap, shortgpt."),
@@ -73,6 +77,9 @@ def prune(
     spec = PruneSpec(metric, sparsity, pattern, group, mode)
     spec.validate()
     resolve_method(metric, seqlen)
+    from evoprune.jobs.ship import check_save_format, finish_output
+
+    check_save_format(save_format)
     _check_inputs(model, sparsity, [pattern], [(calib, "calib")], seqlen=seqlen)
     calib_spec = opt.calib_spec(calib, nsamples, seqlen, seed)
     check_output_dir(out, force)  # before the model loads; prune_job claims it
@@ -81,6 +88,12 @@ def prune(
         report = prune_job(loaded, spec, calib_spec, out, force, progress)
     console.print(f"pruned {metric} {pattern}: sparsity {report['sparsity']['overall']:.4f} "
                   f"in {report['seconds']['prune']:.1f}s -> {out}")
+    with stage_progress() as progress:  # compressed layout, perplexity and model card (README.md)
+        added = finish_output(loaded, out, pattern, save_format, PerplexitySpec() if measure_ppl else None,
+                              progress)
+    if "evaluation" in added:
+        console.print(f"perplexity {added['evaluation']['perplexity']:.3f} (wikitext2 test, in report.json)")
+    console.print(f"saved as {save_format}; model card {out / 'README.md'}")
 
 
 def evaluate(
@@ -89,18 +102,30 @@ def evaluate(
     seqlen: int = opt.EvalSeqLen, max_tokens: int = opt.MaxEvalTokens,
     json_path: Path = typer.Option(None, "--json", help="Also write the result as JSON."),
     device: str = opt.Device, dtype: str = opt.Dtype,
+    tasks: list[str] = opt.Tasks, limit: int = opt.Limit, task_batch_size: int = opt.TaskBatch,
 ) -> None:
-    """Perplexity over non-overlapping windows of the evaluation split."""
+    """Perplexity over non-overlapping windows of the evaluation split; zero-shot accuracy with --tasks."""
     from evoprune.jobs.evaluate import evaluate_job
 
     spec = _eval_spec(data, seqlen, max_tokens)
     _check_inputs(model, None, [], [(data, "eval")], eval_seqlen=seqlen)
+    if tasks:
+        from evoprune.evaluation.harness import check_limit, parse_tasks, task_manager
+
+        tasks = parse_tasks(tasks)
+        check_limit(limit)
+        task_manager(tasks)  # unknown names fail here, before the model loads
     loaded = opt.load(model, device, dtype)
     with stage_progress() as progress:
-        result = evaluate_job(loaded, spec, progress)
+        result = evaluate_job(loaded, spec, progress, tasks, limit, task_batch_size)
     _write_json(json_path, result)
     console.print(f"perplexity {result['perplexity']:.3f} on {result['tokens']} tokens "
                   f"(prunable sparsity {result['sparsity']:.4f}, {result['seconds']:.1f}s)")
+    if "zeroshot" in result:
+        from evoprune.evaluation.summary import summary_lines
+
+        for line in summary_lines(result["zeroshot"]):
+            console.print(line)
 
 
 def baselines(

@@ -17,6 +17,10 @@ Seed = typer.Option(0, "--seed", help="Seed of the calibration window draw.")
 EvalData = typer.Option("wikitext2", "--eval", help="Evaluation data (its test split): name or text file.")
 EvalSeqLen = typer.Option(512, "--eval-seqlen", help="Evaluation window length.")
 MaxEvalTokens = typer.Option(16384, "--max-eval-tokens", help="Evaluate on the first N tokens (0 = all).")
+Tasks = typer.Option(None, "--tasks", help="Zero-shot lm-eval tasks, comma-separated or repeated: blimp (local "
+                     "files), blimp_<set>, or any lm-eval task whose data is reachable.")
+Limit = typer.Option(None, "--limit", help="Examples per zero-shot task (default: all; BLiMP has 1,000 per set).")
+TaskBatch = typer.Option(32, "--task-batch-size", help="Zero-shot scoring batch size.")
 
 
 def calib_spec(data: str, nsamples: int, seqlen: int, seed: int) -> CalibSpec:

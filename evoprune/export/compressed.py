@@ -1,0 +1,148 @@
+"""Save a pruned model in the compressed-tensors sparse layout (what llm-compressor wrote for sparse models).
+
+Each prunable `nn.Linear` weight is stored as its non-zero values plus a bit per weight:
+- unstructured and general N:M: format `sparse-bitmask` — `<w>.shape`, `<w>.compressed` (1-D non-zeros, row
+  major), `<w>.bitmask` (uint8 [rows, ceil(cols/8)], numpy.packbits little bit order), `<w>.row_offsets`;
+- 2:4: format `sparse-24-bitmask` — `<w>.shape`, `<w>.compressed` ([rows, cols/2], the two kept values of every
+  group of four, in order), `<w>.bitmask`.
+All other tensors stay dense under their own names, and config.json gains the `quantization_config` block with the
+library's own sparsity config class (`BitmaskConfig` / `Sparse24BitMaskConfig`), targets listed by module name.
+
+Why the tensors are packed here: compressed-tensors removed its sparse compressors in 0.15 (0.20's
+`ModelCompressor.update_config` writes `"sparsity_config": {}`, "sparsity is removed for now"), and the last
+release that has them (0.14.0.1) requires transformers < 5. The layout written here is byte-for-byte that of
+0.14's `BitmaskCompressor` / `Sparse24BitMaskCompressor`, which decompress it (checked; see docs in README).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from evoprune.errors import EvopruneError
+from evoprune.model.layers import decoder_blocks
+from evoprune.prune.masks import parse_pattern
+
+SAVE_FORMATS = ("safetensors", "compressed-tensors")
+_WEIGHTS = "model.safetensors"
+
+
+def _pack(mask: torch.Tensor) -> torch.Tensor:
+    return torch.from_numpy(np.packbits(mask.cpu().numpy(), axis=-1, bitorder="little"))
+
+
+def _unpack(bits: torch.Tensor, shape: list[int]) -> torch.Tensor:
+    unpacked = np.unpackbits(bits.cpu().numpy(), axis=-1, count=shape[-1], bitorder="little")
+    return torch.from_numpy(unpacked.reshape(shape).astype(bool))
+
+
+def bitmask_compress(weight: torch.Tensor) -> dict[str, torch.Tensor]:
+    """`sparse-bitmask` tensors of one weight (keys without the `<w>.` prefix)."""
+    mask = weight != 0
+    counts = mask.sum(dim=-1)
+    return {"shape": torch.tensor(list(weight.shape)), "compressed": weight[mask].contiguous(),
+            "bitmask": _pack(mask), "row_offsets": torch.cumsum(counts, 0) - counts}
+
+
+def sparse24_compress(weight: torch.Tensor) -> dict[str, torch.Tensor]:
+    """`sparse-24-bitmask` tensors: every group of 4 consecutive inputs holds at most 2 non-zeros, so the two
+    largest magnitudes of each group (the library's rule) cover them all."""
+    rows, cols = weight.shape
+    groups = weight.reshape(-1, 4)
+    if cols % 4 or int((groups != 0).sum(dim=1).max()) > 2:
+        raise EvopruneError("sparse-24-bitmask needs a 2:4 weight (at most 2 non-zeros in every 4 inputs)")
+    mask = torch.zeros_like(groups, dtype=torch.bool)
+    mask.scatter_(1, groups.abs().topk(2, dim=1).indices, True)
+    mask = mask.reshape(rows, cols)
+    return {"shape": torch.tensor([rows, cols]), "compressed": weight[mask].reshape(rows, cols // 2).contiguous(),
+            "bitmask": _pack(mask)}
+
+
+def decompress(parts: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Dense weight from either layout (both store shape, non-zeros in row-major order and the bitmask)."""
+    shape = [int(x) for x in parts["shape"].tolist()]
+    out = torch.zeros(shape, dtype=parts["compressed"].dtype)
+    out[_unpack(parts["bitmask"], shape)] = parts["compressed"].flatten()
+    return out
+
+
+def _target_modules(model: nn.Module) -> dict[str, nn.Linear]:
+    """Qualified names of the prunable nn.Linear layers (GPT-2's Conv1D is not a Linear: left dense)."""
+    blocks = {id(m) for m in decoder_blocks(model).modules()}
+    return {name: m for name, m in model.named_modules() if isinstance(m, nn.Linear) and id(m) in blocks}
+
+
+def _unique_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The state dict without tied duplicates (lm_head sharing the embedding), as save_pretrained writes it."""
+    seen, out = set(), {}
+    for key, tensor in model.state_dict().items():
+        ptr = (tensor.data_ptr(), tensor.shape)
+        if ptr in seen:
+            continue
+        seen.add(ptr)
+        out[key] = tensor.detach().cpu().contiguous()
+    return out
+
+
+def compressed_format(pattern: str) -> str:
+    parsed = parse_pattern(pattern)
+    return "sparse-24-bitmask" if parsed.structured and (parsed.n, parsed.m) == (2, 4) else "sparse-bitmask"
+
+
+def save_compressed(model: nn.Module, out: Path, pattern: str) -> dict:
+    """Replace `out/model.safetensors` (written by save_pretrained) by the compressed layout and add the
+    compression block to `out/config.json`. Returns that block."""
+    from compressed_tensors import __version__ as ct_version
+    from compressed_tensors.config import BitmaskConfig, Sparse24BitMaskConfig
+
+    fmt = compressed_format(pattern)
+    compress = sparse24_compress if fmt == "sparse-24-bitmask" else bitmask_compress
+    state = _unique_state(model)
+    targets = _target_modules(model)
+    tensors, zeros, total = {}, 0, 0
+    for key, tensor in state.items():
+        module = key.rsplit(".", 1)[0]
+        if key.endswith(".weight") and module in targets:
+            zeros += int((tensor == 0).sum())
+            total += tensor.numel()
+            tensors.update({f"{key}.{k}": v for k, v in compress(tensor).items()})
+        else:
+            tensors[key] = tensor
+    config_cls = Sparse24BitMaskConfig if fmt == "sparse-24-bitmask" else BitmaskConfig
+    sparsity = config_cls(global_sparsity=zeros / max(total, 1), targets=sorted(targets),
+                          sparsity_structure="2:4" if fmt == "sparse-24-bitmask" else
+                          ("unstructured" if not parse_pattern(pattern).structured else pattern))
+    block = {"version": ct_version, "quant_method": "compressed-tensors", "sparsity_config": sparsity.model_dump(),
+             "transform_config": {}}
+    for stale in out.glob("model*.safetensors*"):  # save_pretrained may have sharded: one file replaces all
+        stale.unlink()
+    save_file(tensors, out / _WEIGHTS, metadata={"format": "pt"})
+    config_path = out / "config.json"
+    config = json.loads(config_path.read_text())
+    config["quantization_config"] = block
+    config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    return block
+
+
+def load_decompressed(directory: Path) -> dict[str, torch.Tensor]:
+    """The dense state dict of a directory written by `save_compressed` (the decompression check)."""
+    config = json.loads((directory / "config.json").read_text())
+    fmt = config.get("quantization_config", {}).get("sparsity_config", {}).get("format")
+    if fmt not in ("sparse-bitmask", "sparse-24-bitmask"):
+        raise EvopruneError(f"{directory} is not a compressed-tensors sparse save (format {fmt!r})")
+    stored = load_file(directory / _WEIGHTS)
+    grouped: dict[str, dict[str, torch.Tensor]] = {}
+    dense = {}
+    for key, tensor in stored.items():
+        base, _, part = key.rpartition(".")
+        if part in ("shape", "compressed", "bitmask", "row_offsets") and base.endswith(".weight"):
+            grouped.setdefault(base, {})[part] = tensor
+        else:
+            dense[key] = tensor
+    dense.update({key: decompress(parts) for key, parts in grouped.items()})
+    return dense

@@ -1,0 +1,107 @@
+"""Zero-shot through lm-evaluation-harness with evoprune's local task definitions (no hub).
+
+A synthetic BLiMP file is scored by lm-eval on the truncated model and compared with the same log-likelihood
+comparison done here by hand; swapping good and bad must turn the accuracy into its complement.
+"""
+
+import gzip
+import json
+
+import pytest
+import torch
+
+from evoprune.cli.app import main
+from evoprune.errors import EvopruneError
+from evoprune.evaluation.harness import check_limit, local_task_names, parse_tasks, run_tasks, task_manager
+from evoprune.model.loading import load_model
+
+pytestmark = pytest.mark.slow
+
+PAIRS = [("The cat sat on the mat.", "The cat sat the on mat."),
+         ("She has eaten the apples.", "She have eaten the apples."),
+         ("Who did you see?", "Who did you see him?"),
+         ("These dogs bark loudly.", "This dogs bark loudly."),
+         ("He wrote a letter to her.", "He wrote a letter to herself."),
+         ("The books are on the table.", "The books is on the table."),
+         ("I think that it rains.", "I think it that rains."),
+         ("Many people came to the party.", "Much people came to the party.")]
+
+
+def _write_set(root, name, pairs):
+    folder = root / "blimp"
+    folder.mkdir(parents=True, exist_ok=True)
+    with gzip.open(folder / f"{name}.jsonl.gz", "wt") as fh:
+        for good, bad in pairs:
+            fh.write(json.dumps({"sentence_good": good, "sentence_bad": bad, "UID": name}) + "\n")
+
+
+def _by_hand(loaded, good: str, bad: str) -> bool:
+    """lm-eval's rule for an empty context: BOS (else EOS) then " " + sentence; sum of token log-probs."""
+    tok = loaded.tokenizer
+    prefix = tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
+
+    def score(sentence: str) -> float:
+        ids = tok(" " + sentence, add_special_tokens=False)["input_ids"]
+        full = torch.tensor([[prefix, *ids]])
+        with torch.no_grad():
+            logp = torch.log_softmax(loaded.model(full).logits[0, :-1].float(), dim=-1)
+        return float(logp[torch.arange(len(ids)), full[0, 1:]].sum())
+
+    return score(good) > score(bad)
+
+
+@pytest.fixture(scope="module")
+def small_model(truncated_model_dir):
+    return load_model(str(truncated_model_dir), "cpu", "float32")
+
+
+def test_local_blimp_file_scores_as_the_log_likelihood_comparison(small_model, tmp_path, monkeypatch):
+    _write_set(tmp_path, "adjunct_island", PAIRS)
+    _write_set(tmp_path, "causative", [(bad, good) for good, bad in PAIRS])  # the same pairs, swapped
+    monkeypatch.setenv("EVOPRUNE_DATA_DIR", str(tmp_path))
+    expected = sum(_by_hand(small_model, g, b) for g, b in PAIRS) / len(PAIRS)
+
+    result = run_tasks(small_model, "blimp_adjunct_island,blimp_causative", batch_size=4)
+
+    straight, swapped = result["results"]["blimp_adjunct_island"], result["results"]["blimp_causative"]
+    assert straight["acc"] == pytest.approx(expected)
+    assert swapped["acc"] == pytest.approx(1 - expected)
+    assert straight["examples"] == len(PAIRS)
+    p = expected
+    assert straight["acc_stderr"] == pytest.approx((p * (1 - p) / (len(PAIRS) - 1)) ** 0.5)
+
+
+def test_limit_scores_the_first_pairs_only(small_model, tmp_path, monkeypatch):
+    _write_set(tmp_path, "adjunct_island", PAIRS)
+    monkeypatch.setenv("EVOPRUNE_DATA_DIR", str(tmp_path))
+    result = run_tasks(small_model, ["blimp_adjunct_island"], limit=3, batch_size=4)
+    expected = sum(_by_hand(small_model, g, b) for g, b in PAIRS[:3]) / 3
+    assert result["results"]["blimp_adjunct_island"]["examples"] == 3
+    assert result["results"]["blimp_adjunct_island"]["acc"] == pytest.approx(expected)
+    assert result["limit"] == 3
+
+
+def test_blimp_group_lists_all_67_local_sets_and_the_shared_data_has_them():
+    from evoprune.data.text import data_dir
+
+    names = local_task_names()
+    sets = sorted(n for n in names if n.startswith("blimp_"))
+    assert "blimp" in names and len(sets) == 67
+    files = sorted(f"blimp_{p.name.removesuffix('.jsonl.gz')}" for p in (data_dir() / "blimp").glob("*.jsonl.gz"))
+    assert files == sets
+
+
+def test_task_names_and_limit_are_validated():
+    assert parse_tasks(["blimp, blimp_causative", "blimp"]) == ["blimp", "blimp_causative"]
+    with pytest.raises(EvopruneError):
+        parse_tasks(" , ")
+    with pytest.raises(EvopruneError):
+        check_limit(0)
+    with pytest.raises(EvopruneError, match="unknown lm-eval task"):
+        task_manager(["blimp_no_such_set"])
+
+
+def test_eval_cli_rejects_an_unknown_task_before_loading(capsys):
+    assert main(["eval", "--tasks", "blimp_no_such_set", "--limit", "5"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:") and "blimp_no_such_set" in err[0]
