@@ -203,3 +203,43 @@ def test_an_architecture_without_units_is_refused(tmp_path, capsys):
     out = tmp_path / "out"
     assert main(["prune", "--model", str(tmp_path / "gpt2"), "--structure", "mlp", "--out", str(out)]) == 2
     assert "LLaMA-family" in capsys.readouterr().err and not out.exists()
+
+
+def _zero_dropped(model, shape, selection) -> None:
+    """The masking view of a selection: zero every weight of the removed units, keep the tensors full size."""
+    d = shape.head_dim
+    for block, keep in zip(model.model.layers, selection.layers, strict=True):
+        attn, mlp = block.self_attn, block.mlp
+        q_drop = torch.ones(shape.q_heads * d, dtype=torch.bool)
+        q_drop[(keep.q_heads.unsqueeze(1) * d + torch.arange(d)).flatten()] = False
+        kv_drop = torch.ones(shape.kv_heads * d, dtype=torch.bool)
+        kv_drop[(keep.kv_heads.unsqueeze(1) * d + torch.arange(d)).flatten()] = False
+        m_drop = torch.ones(shape.intermediate, dtype=torch.bool)
+        m_drop[keep.mlp] = False
+        with torch.no_grad():
+            attn.q_proj.weight[q_drop] = 0
+            attn.k_proj.weight[kv_drop] = 0
+            attn.v_proj.weight[kv_drop] = 0
+            attn.o_proj.weight[:, q_drop] = 0
+            mlp.gate_proj.weight[m_drop] = 0
+            mlp.up_proj.weight[m_drop] = 0
+            mlp.down_proj.weight[:, m_drop] = 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("structure", "widths"), [("mlp,heads", "uniform"), ("mlp,groups", "per-layer")])
+def test_shrunk_model_equals_the_dense_model_with_its_units_zeroed(dense, structure, widths):
+    """Shrinking removes exactly the chosen units and nothing else: its logits equal the dense model's with those
+    units' weights zeroed (removed KV groups take their query heads along, so zeroing them is equivalent)."""
+    from evoprune.jobs.structured import shrink_with_scores
+
+    shape = decoder_shape(dense.model.config)
+    scores, _ = unit_scores(dense, shape, "magnitude", CALIB, None)
+    shrunk, masked = copy.deepcopy(dense.model), copy.deepcopy(dense.model)
+    selection = shrink_with_scores(shrunk, StructuredSpec(structure, 0.2, "magnitude", widths), scores, None)
+    _zero_dropped(masked, shape, selection)
+    ids = torch.arange(48).unsqueeze(0) * 11 % dense.model.config.vocab_size
+    with torch.no_grad():
+        diff = (shrunk(ids, use_cache=False).logits - masked(ids, use_cache=False).logits).abs().max().item()
+    print(f"{structure} {widths}: shrunk vs zeroed max abs diff {diff:.3e}")
+    assert diff < 1e-4
