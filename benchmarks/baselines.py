@@ -19,9 +19,9 @@ from pathlib import Path
 
 import torch
 
-from evoprune.data.tokens import CalibSpec
-from evoprune.jobs.baselines import run_baselines
 from evoprune.data.protocol import PerplexitySpec
+from evoprune.data.tokens import CalibSpec
+from evoprune.jobs.baselines import baseline_recipes, run_baselines
 from evoprune.model.loading import load_model
 from evoprune.prune.metrics import BUILTIN_METRICS
 
@@ -75,8 +75,8 @@ def main() -> None:
                        if (m, pattern, run["group"], "sequential" if m == "sparsegpt" else run["mode"]) not in done]
             if not methods and ("dense", "-", "row", "sequential") in done:
                 continue
-            result = run_baselines(loaded, 0.5, [pattern], calib, evaluation, methods, run["mode"], run["group"],
-                                   on_row=lambda r: record(r, rows, done))
+            result = run_baselines(loaded, 0.5, [pattern], calib, evaluation, baseline_recipes(methods),
+                                   run["mode"], run["group"], on_row=lambda r: record(r, rows, done))
             protocol = result["protocol"]
     write(sorted(rows, key=ORDER), protocol)
 

@@ -20,15 +20,15 @@ from pathlib import Path
 import torch
 
 from evoprune.data.perplexity import perplexity
+from evoprune.data.protocol import PerplexitySpec, calib_windows, evaluation_windows
 from evoprune.data.tokens import CalibSpec
 from evoprune.fitness.evaluator import Evaluator
 from evoprune.fitness.spec import EvalSpec
-from evoprune.data.protocol import PerplexitySpec
-from evoprune.data.protocol import calib_windows, evaluation_windows
 from evoprune.model.loading import load_model
-from evoprune.prune.apply import prune_sequential
+from evoprune.prune.apply import fraction_targets, prune_sequential
 from evoprune.prune.masks import parse_pattern
 from evoprune.prune.method import Method
+from evoprune.prune.recipe import Recipe
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -61,8 +61,9 @@ def time_pruner_zero_style(spec: EvalSpec, exponents: list[float]) -> list[float
         start = time.perf_counter()
         loaded = load_model(spec.model, spec.device, spec.dtype)
         windows = calib_windows(loaded, CalibSpec(spec.calib, spec.nsamples, spec.seqlen, spec.seed))
-        prune_sequential(loaded.model, windows, Method("p", power_metric(a), ("W", "X")), 0.5,
-                         parse_pattern("unstructured"))
+        unstructured = parse_pattern("unstructured")
+        prune_sequential(loaded.model, windows, Method("p", power_metric(a), ("W", "X")), Recipe("p"),
+                         fraction_targets(loaded.model, 0.5, unstructured), unstructured)
         tokens = evaluation_windows(loaded, PerplexitySpec(spec.eval_data, spec.eval_seqlen, spec.eval_max_tokens))
         perplexity(loaded.model, tokens)
         out.append(time.perf_counter() - start)

@@ -5,9 +5,10 @@ import torch
 import transformers
 
 from evoprune.model.layers import decoder_blocks, prunable_layers
-from evoprune.prune.apply import prune_sequential, prune_with_stats
+from evoprune.prune.apply import fraction_targets, prune_sequential, prune_with_stats
 from evoprune.prune.masks import parse_pattern
 from evoprune.prune.method import builtin_method
+from evoprune.prune.recipe import Recipe
 from evoprune.stats.collect import collect_dense_stats
 
 V = 96
@@ -54,7 +55,9 @@ def test_sequential_prune_is_exact_and_model_still_runs(family, metric, pattern)
     windows = torch.randint(0, V, (4, 16))
     with torch.no_grad():
         dense_logits = model(windows).logits
-    reports = prune_sequential(model, windows, builtin_method(metric, 16), 0.5, parse_pattern(pattern))
+    targets = fraction_targets(model, 0.5, parse_pattern(pattern))
+    reports = prune_sequential(model, windows, builtin_method(metric, 16), Recipe(metric), targets,
+                               parse_pattern(pattern))
     assert all(r.pruned == r.total // 2 for r in reports)
     for key, ref in prunable_layers(model).items():
         assert int((ref.weight() == 0).sum()) >= ref.weight().numel() // 2, key
@@ -74,7 +77,9 @@ def test_dense_stats_with_gradients_drive_gblm(family):
         assert st.X.shape == (ref.weight().shape[1],) and st.G.shape == ref.weight().shape
         assert (st.G > 0).any() and st.H.shape == (st.X.numel(),) * 2
         assert torch.allclose(st.H.diagonal(), st.X.pow(2), rtol=1e-4, atol=1e-6)  # X is the RMS
-    reports = prune_with_stats(model, stats, builtin_method("gblm", 16), 0.5, parse_pattern("unstructured"))
+    unstructured = parse_pattern("unstructured")
+    reports = prune_with_stats(model, stats, builtin_method("gblm", 16), Recipe("gblm"),
+                               fraction_targets(model, 0.5, unstructured), unstructured)
     assert all(r.sparsity == 0.5 for r in reports)
     assert all(p.grad is None for p in model.parameters())
 
@@ -82,10 +87,13 @@ def test_dense_stats_with_gradients_drive_gblm(family):
 def test_per_block_and_per_layer_sparsity():
     model = tiny_model("llama")
     windows = torch.randint(0, V, (2, 16))
-    reports = prune_sequential(model, windows, builtin_method("wanda", 16), [0.25, 0.75], parse_pattern("unstructured"))
+    unstructured = parse_pattern("unstructured")
+    reports = prune_sequential(model, windows, builtin_method("wanda", 16), Recipe(),
+                               fraction_targets(model, [0.25, 0.75], unstructured), unstructured)
     for r in reports:
         assert r.sparsity == (0.25 if r.layer.startswith("0.") else 0.75), r
     model = tiny_model("llama")
     targets = {key: (0.5 if "mlp" in key else 0.125) for key in prunable_layers(model)}
-    reports = prune_with_stats(model, {}, builtin_method("magnitude", 16), targets, parse_pattern("unstructured"))
+    reports = prune_with_stats(model, {}, builtin_method("magnitude", 16), Recipe("magnitude"),
+                               fraction_targets(model, targets, unstructured), unstructured)
     assert {r.layer: r.sparsity for r in reports} == targets

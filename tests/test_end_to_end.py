@@ -13,8 +13,8 @@ from transformers import AutoModelForCausalLM
 
 from evoprune.cli.app import main
 from evoprune.data.perplexity import perplexity
-from evoprune.data.tokens import CalibSpec
 from evoprune.data.protocol import PerplexitySpec, evaluation_windows
+from evoprune.data.tokens import CalibSpec
 from evoprune.jobs.prune import PruneSpec, prune_job, prune_loaded, snapshot
 from evoprune.model.loading import load_model
 from evoprune.prune.method import builtin_method
@@ -42,7 +42,7 @@ def _pruned_ppl(model_dir, metric, tmp_path, pattern="unstructured"):
     loaded = load_model(str(model_dir), "cpu", "float32")
     out = tmp_path / f"{metric}-{pattern.replace(':', '-')}"
     sparsity = 0.5 if pattern == "unstructured" else None
-    report = prune_job(loaded, PruneSpec(metric, sparsity, pattern), CALIB, out)
+    report = prune_job(loaded, builtin_method(metric, CALIB.seqlen), PruneSpec(metric, sparsity, pattern), CALIB, out)
     return perplexity(loaded.model, evaluation_windows(loaded, EVAL)), out, report
 
 

@@ -133,8 +133,8 @@ def test_exported_module_matches_the_engine_in_a_fresh_interpreter(tmp_path):
 @pytest.mark.slow
 def test_round_trip_on_real_layers_of_the_embedded_model(truncated_model_dir, tmp_path):
     """Real leaves (X, Hinv, G from wikitext2 calibration) of real layers: every kind in block 0, two in block 3."""
-    from evoprune.data.tokens import CalibSpec
     from evoprune.data.protocol import calib_windows
+    from evoprune.data.tokens import CalibSpec
     from evoprune.model.layers import prunable_layers
     from evoprune.model.loading import load_model
     from evoprune.prune.method import layer_leaves

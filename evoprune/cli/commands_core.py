@@ -48,6 +48,7 @@ def prune(
     pattern: str = typer.Option("unstructured", "--pattern", help="unstructured or N:M (e.g. 2:4)."),
     group: str = typer.Option("row", "--group", help="unstructured comparison group: row (Wanda) or layer."),
     mode: str = typer.Option("sequential", "--mode", help="sequential (Wanda/SparseGPT) or dense statistics."),
+    allocation: str = opt.Allocation, refine: str = opt.Refine, update: str = opt.Update,
     out: Path = typer.Option(..., "--out", help="Output directory (a Hugging Face model directory)."),
     force: bool = typer.Option(False, "--force", help="Overwrite a non-empty --out."),
     save_format: str = typer.Option("safetensors", "--save-format", help="safetensors (dense with exact zeros) or "
@@ -74,9 +75,10 @@ def prune(
 
     if sparsity is None and not parse_pattern(pattern).structured:
         sparsity = 0.5
-    spec = PruneSpec(metric, sparsity, pattern, group, mode)
+    spec = PruneSpec(metric, sparsity, pattern, group, mode, allocation, refine, update)
     spec.validate()
-    resolve_method(metric, seqlen)
+    method = resolve_method(metric, seqlen)  # resolved once, here, and handed to the job
+    spec.validate(method)
     from evoprune.jobs.ship import check_save_format, finish_output
 
     check_save_format(save_format)
@@ -85,8 +87,8 @@ def prune(
     check_output_dir(out, force)  # before the model loads; prune_job claims it
     loaded = opt.load(model, device, dtype)
     with stage_progress() as progress:
-        report = prune_job(loaded, spec, calib_spec, out, force, progress)
-    console.print(f"pruned {metric} {pattern}: sparsity {report['sparsity']['overall']:.4f} "
+        report = prune_job(loaded, method, spec, calib_spec, out, force, progress)
+    console.print(f"pruned {spec.recipe} {pattern}: sparsity {report['sparsity']['overall']:.4f} "
                   f"in {report['seconds']['prune']:.1f}s -> {out}")
     with stage_progress() as progress:  # compressed layout, perplexity and model card (README.md)
         added = finish_output(loaded, out, pattern, save_format, PerplexitySpec() if measure_ppl else None,
@@ -134,21 +136,23 @@ def baselines(
     methods: list[str] = typer.Option(None, "--method", help="Repeat to restrict (default: all built-ins)."),
     mode: str = typer.Option("sequential", "--mode", help="sequential or dense statistics."),
     group: str = typer.Option("row", "--group", help="unstructured comparison group: row or layer."),
+    allocation: str = opt.Allocation, refine: str = opt.Refine, update: str = opt.Update,
     json_path: Path = typer.Option(None, "--json", help="Also write rows + protocol as JSON."),
     model: str = opt.Model, device: str = opt.Device, dtype: str = opt.Dtype, calib: str = opt.Calib,
     nsamples: int = opt.NSamples, seqlen: int = opt.SeqLen, seed: int = opt.Seed,
     eval_data: str = opt.EvalData, eval_seqlen: int = opt.EvalSeqLen, max_tokens: int = opt.MaxEvalTokens,
 ) -> None:
     """Dense and every built-in metric: perplexity, achieved sparsity, seconds."""
-    from evoprune.jobs.baselines import run_baselines
+    from evoprune.jobs.baselines import baseline_recipes, run_baselines
     from evoprune.jobs.prune import PruneSpec, resolve_method
     from evoprune.prune.metrics import BUILTIN_METRICS
 
     patterns = patterns or ["unstructured", "2:4"]
     methods = methods or list(BUILTIN_METRICS)
-    PruneSpec("wanda", sparsity, "unstructured", group, mode).validate()
+    PruneSpec("wanda", sparsity, "unstructured", group, mode, allocation, refine, update).validate()
     for name in methods:
         resolve_method(name, seqlen)
+    recipes = baseline_recipes(methods, allocation, refine, update)
     _check_inputs(model, sparsity, patterns, [(calib, "calib"), (eval_data, "eval")], seqlen=seqlen,
                   eval_seqlen=eval_seqlen)
     check_sparsity(sparsity, parse_pattern("unstructured"))
@@ -156,9 +160,9 @@ def baselines(
     eval_spec = _eval_spec(eval_data, eval_seqlen, max_tokens)
     loaded = opt.load(model, device, dtype)
     with stage_progress() as progress:
-        result = run_baselines(loaded, sparsity, patterns, calib_spec, eval_spec, methods, mode, group, progress,
+        result = run_baselines(loaded, sparsity, patterns, calib_spec, eval_spec, recipes, mode, group, progress,
                                on_row=lambda r: console.print(
-                                   f"  {r['method']:<12} {r['pattern']:<13} ppl {r['perplexity']:9.2f}"))
+                                   f"  {r['method']:<24} {r['pattern']:<13} ppl {r['perplexity']:9.2f}"))
     _write_json(json_path, result)
     console.print(baselines_table(result["rows"]))
 

@@ -21,6 +21,12 @@ Tasks = typer.Option(None, "--tasks", help="Zero-shot lm-eval tasks, comma-separ
                      "files), blimp_<set>, or any lm-eval task whose data is reachable.")
 Limit = typer.Option(None, "--limit", help="Examples per zero-shot task (default: all; BLiMP has 1,000 per set).")
 TaskBatch = typer.Option(32, "--task-batch-size", help="Zero-shot scoring batch size.")
+Allocation = typer.Option("uniform", "--allocation", help="Per-layer sparsity: uniform, owl[:M=5,lambda=0.08], "
+                          "depth[:slope=0.1,q_proj=-0.05,...], besa[:epochs=4,rows=1,...]; exact global budget.")
+Refine = typer.Option("none", "--refine", help="Mask refinement: none or swaps[:budget=32,candidates=8] "
+                      "(error-lowering 1-swaps inside each row or N:M group, from the Gram matrix).")
+Update = typer.Option("none", "--update", help="Weight update after masking: none or obs[:blocksize=128,damp=0.01] "
+                      "(SparseGPT's column sweep over a fixed mask).")
 
 
 def calib_spec(data: str, nsamples: int, seqlen: int, seed: int) -> CalibSpec:

@@ -15,11 +15,10 @@ import numpy as np
 import torch
 
 from evoprune.data.perplexity import perplexity as window_perplexity
+from evoprune.data.protocol import PerplexitySpec, calib_windows, evaluation_windows, protocol_record
 from evoprune.data.tokens import CalibSpec
 from evoprune.fitness.errors import kl_from_dense, layer_error, output_energy, relative_output_error
 from evoprune.fitness.spec import EvalSpec
-from evoprune.data.protocol import PerplexitySpec
-from evoprune.data.protocol import calib_windows, evaluation_windows, protocol_record
 from evoprune.model.layers import decoder_blocks, prunable_layers
 from evoprune.model.loading import load_model
 from evoprune.prune.masks import check_sparsity, parse_pattern, select_mask

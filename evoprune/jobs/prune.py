@@ -10,15 +10,19 @@ from pathlib import Path
 
 import torch
 
+from evoprune.data.protocol import calib_windows, protocol_record
 from evoprune.data.tokens import CalibSpec
 from evoprune.errors import EvopruneError
-from evoprune.data.protocol import calib_windows, protocol_record
+from evoprune.model.layers import prunable_layers
 from evoprune.model.loading import LoadedModel
 from evoprune.paths import StagedDir
-from evoprune.prune.apply import MODES, LayerReport, SparsitySpec, prune_sequential, prune_with_stats
-from evoprune.prune.masks import GROUPS, parse_pattern
-from evoprune.prune.method import Method, builtin_method
-from evoprune.prune.metrics import BUILTIN_METRICS
+from evoprune.prune.allocation import MAX_LAYER_SPARSITY, OWL_M, LayerInfo, layer_infos, outlier_ratio, plan_targets
+from evoprune.prune.apply import MODES, LayerReport, Targets, prune_sequential, prune_with_stats
+from evoprune.prune.besa import besa_rates
+from evoprune.prune.masks import GROUPS, check_sparsity, parse_pattern
+from evoprune.prune.method import Method, builtin_method, layer_leaves
+from evoprune.prune.metrics import BUILTIN_METRICS, wanda
+from evoprune.prune.recipe import Recipe
 from evoprune.stats.cache import cached_dense_stats
 
 Progress = Callable[[str, int, int], None]
@@ -31,12 +35,25 @@ class PruneSpec:
     pattern: str = "unstructured"
     group: str = "row"
     mode: str = "sequential"
+    allocation: str = "uniform"
+    refine: str = "none"
+    update: str = "none"
 
-    def validate(self) -> None:
+    @property
+    def recipe(self) -> Recipe:
+        return Recipe.parse(self.metric, self.allocation, self.refine, self.update)
+
+    def validate(self, method: Method | None = None) -> None:
+        """Everything checkable without a model; raises EvopruneError."""
         if self.group not in GROUPS:
             raise EvopruneError(f"unknown group {self.group!r} (use {', '.join(GROUPS)})")
         if self.mode not in MODES:
             raise EvopruneError(f"unknown mode {self.mode!r} (use {', '.join(MODES)})")
+        pattern = parse_pattern(self.pattern)
+        check_sparsity(None if pattern.structured else self.sparsity, pattern)
+        if not pattern.structured and self.sparsity > MAX_LAYER_SPARSITY:  # every allocation keeps layers below it
+            raise EvopruneError(f"sparsity {self.sparsity} is outside [0, {MAX_LAYER_SPARSITY}]")
+        self.recipe.check(pattern, chooses_own_mask=method is not None and method.is_sparsegpt)
 
 
 def resolve_method(metric: str, seqlen: int) -> Method:
@@ -50,24 +67,51 @@ def resolve_method(metric: str, seqlen: int) -> Method:
     return load_metric(metric)
 
 
+def model_infos(model: torch.nn.Module) -> list[LayerInfo]:
+    return layer_infos({key: tuple(ref.weight().shape) for key, ref in prunable_layers(model).items()})
+
+
+def plan_model_targets(loaded: LoadedModel, method: Method, spec: PruneSpec, calib: CalibSpec,
+                       windows: torch.Tensor | None, progress: Progress | None = None) -> Targets:
+    """Per-layer targets of the recipe's allocation; OWL and BESA read the dense model on the calibration data."""
+    recipe, pattern = spec.recipe, parse_pattern(spec.pattern)
+    infos = model_infos(loaded.model)
+    target = None if pattern.structured else spec.sparsity
+    block_ratios = rates = None
+    if not pattern.structured and recipe.allocation.name == "owl":
+        stats = cached_dense_stats(loaded.model, windows, calib, progress=progress)
+        layers = prunable_layers(loaded.model)
+        m = recipe.allocation.get("M", OWL_M)
+        block_ratios = {b: outlier_ratio([wanda(layer_leaves(layers[i.key].weight(), stats[i.key]))
+                                          for i in infos if i.block == b], m)
+                        for b in sorted({i.block for i in infos})}
+    elif not pattern.structured and recipe.allocation.name == "besa":
+        if method.scorer is None or method.needs_grad:
+            raise EvopruneError("allocation besa ranks weights by a score of W, X and Hinv (not G or sparsegpt)")
+        rates = besa_rates(loaded.model, windows, method.scorer, target, recipe.allocation, progress)
+    return plan_targets(recipe.allocation, infos, target, pattern.structured, block_ratios, rates)
+
+
 def prune_loaded(loaded: LoadedModel, method: Method, spec: PruneSpec, calib: CalibSpec,
-                 sparsity: SparsitySpec | None = None, progress: Progress | None = None) -> list[LayerReport]:
-    """Prune `loaded.model` in place with `method`; returns the achieved sparsity of every layer."""
-    spec.validate()
-    pattern = parse_pattern(spec.pattern)
-    target = spec.sparsity if sparsity is None else sparsity
-    if not method.needs_stats:  # magnitude: calibration cannot change the result, skip it
-        return prune_with_stats(loaded.model, {}, method, target, pattern, spec.group)
-    windows = calib_windows(loaded, calib)
+                 progress: Progress | None = None) -> list[LayerReport]:
+    """Prune `loaded.model` in place with `method` and the spec's recipe; returns every layer's achieved sparsity."""
+    spec.validate(method)
+    recipe, pattern = spec.recipe, parse_pattern(spec.pattern)
+    needs_calib = method.needs_stats or recipe.needs_hessian or recipe.allocation.name in ("owl", "besa")
+    windows = calib_windows(loaded, calib) if needs_calib else None
+    targets = plan_model_targets(loaded, method, spec, calib, windows, progress)
+    if not needs_calib:  # magnitude alone: calibration cannot change the result, skip it
+        return prune_with_stats(loaded.model, {}, method, recipe, targets, pattern, spec.group)
     if spec.mode == "sequential" or method.is_sparsegpt:
         grads = None
         if method.needs_grad:  # G always comes from the dense model: take it from the statistics cache
             dense = cached_dense_stats(loaded.model, windows, calib, with_grad=True, progress=progress)
             grads = {key: st.G for key, st in dense.items()}
-        return prune_sequential(loaded.model, windows, method, target, pattern, spec.group, progress, grads)
-    stats = cached_dense_stats(loaded.model, windows, calib, with_hessian=False,
+        return prune_sequential(loaded.model, windows, method, recipe, targets, pattern, spec.group, progress,
+                                grads)
+    stats = cached_dense_stats(loaded.model, windows, calib, with_hessian=recipe.needs_hessian,
                                with_grad=method.needs_grad, progress=progress)
-    return prune_with_stats(loaded.model, stats, method, target, pattern, spec.group)
+    return prune_with_stats(loaded.model, stats, method, recipe, targets, pattern, spec.group)
 
 
 def layer_table(reports: list[LayerReport]) -> dict:
@@ -83,10 +127,9 @@ def save_pruned(loaded: LoadedModel, out: Path, report: dict) -> None:
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
 
 
-def prune_job(loaded: LoadedModel, spec: PruneSpec, calib: CalibSpec, out: Path, force: bool = False,
-              progress: Progress | None = None) -> dict:
-    """Prune and save; returns the report written to `out/report.json`."""
-    method = resolve_method(spec.metric, calib.seqlen)
+def prune_job(loaded: LoadedModel, method: Method, spec: PruneSpec, calib: CalibSpec, out: Path,
+              force: bool = False, progress: Progress | None = None) -> dict:
+    """Prune with the already-resolved `method` and save; returns the report written to `out/report.json`."""
     with StagedDir(out, force) as staged:  # swapped onto `out` only once saved: a failure keeps its old contents
         return _prune_into(loaded, method, spec, calib, staged.path, progress)
 
@@ -97,6 +140,7 @@ def _prune_into(loaded: LoadedModel, method: Method, spec: PruneSpec, calib: Cal
     reports = prune_loaded(loaded, method, spec, calib, progress=progress)
     seconds = time.perf_counter() - start
     report = {"protocol": protocol_record(loaded, calib, None), "prune": asdict(spec),
+              "recipe": spec.recipe.to_dict(),
               "sparsity": layer_table(reports), "seconds": {"prune": seconds}}
     save_pruned(loaded, out, report)
     return report

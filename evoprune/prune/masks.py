@@ -120,3 +120,44 @@ def select_mask(scores: torch.Tensor, sparsity: float, pattern: Pattern, group: 
     if group == "layer":
         return _prune_lowest(scores.reshape(1, -1), int(sparsity * scores.numel())).reshape(rows, cols)
     raise EvopruneError(f"unknown group {group!r} (use {', '.join(GROUPS)})")
+
+
+def _prune_lowest_per_row(scores: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+    """Keep-mask [rows, n] that drops counts[r] lowest scores of row r (the same tie rule as `_prune_lowest`)."""
+    keep = torch.ones_like(scores, dtype=torch.bool)
+    for k in torch.unique(counts).tolist():  # few distinct counts: one selection per value
+        rows = (counts == k).nonzero().squeeze(-1)
+        keep[rows] = _prune_lowest(scores[rows], int(k))
+    return keep
+
+
+def spread_count(scores: torch.Tensor, count: int) -> torch.Tensor:
+    """Per-row prune counts [rows] summing to exactly `count`: every row prunes ⌊count/rows⌋ and the remainder goes
+    to the rows whose next weight to prune has the lowest score (lower row index first among ties), so a layer
+    reaches an exact budget without dropping Wanda's per-row comparison."""
+    rows, cols = scores.shape
+    if not 0 <= count <= rows * cols:
+        raise ValueError(f"cannot prune {count} of {rows * cols} weights")
+    base, extra = divmod(count, rows)
+    counts = torch.full((rows,), base, dtype=torch.long, device=scores.device)
+    if extra:
+        nxt = _kth_smallest(scores.detach().float().contiguous(), base + 1).squeeze(-1)
+        order = torch.sort(nxt, stable=True).indices
+        counts[order[:extra]] += 1
+    return counts
+
+
+def select_mask_counts(scores: torch.Tensor, counts: torch.Tensor | int, group: str = "row") -> torch.Tensor:
+    """Keep-mask for an exact number of pruned weights: `counts` per row ([rows] tensor) or for the whole layer
+    (an int: spread over rows with `spread_count` for `group="row"`, one threshold for `group="layer"`)."""
+    if scores.dim() != 2:
+        raise ValueError(f"scores must be 2-D [out, in], got shape {tuple(scores.shape)}")
+    if torch.isnan(scores).any():
+        raise ValueError("scores contain NaN")
+    if isinstance(counts, int):
+        if group == "layer":
+            return _prune_lowest(scores.reshape(1, -1), counts).reshape(scores.shape)
+        if group != "row":
+            raise EvopruneError(f"unknown group {group!r} (use {', '.join(GROUPS)})")
+        counts = spread_count(scores, counts)
+    return _prune_lowest_per_row(scores, counts.to(scores.device))

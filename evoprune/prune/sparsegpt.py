@@ -1,17 +1,26 @@
 """SparseGPT: OBS pruning with weight update (Frantar & Alistarh 2023, "SparseGPT: Massive Language Models Can
 Be Accurately Pruned in One-Shot").
 
-Not a pure metric: it selects weights by W²/diag(H⁻¹)² inside each column block and updates the remaining
-weights to compensate. Masks go through `masks.select_mask`, so its tie rule and exact counts are ours:
-unstructured prunes exactly floor(sparsity·rows·width) weights per column block; N:M is selected column group by
-column group on the already-updated weights, as in the reference implementation.
+The column sweep (`obs_sweep`) walks the inputs left to right in lazy blocks: each column is masked, its error
+divided by the damped inverse Hessian's Cholesky diagonal is pushed onto the columns to its right. SparseGPT
+chooses the mask inside the sweep, by W²/diag(H⁻¹)² of the already-updated weights; `update.obs_update` runs the
+same sweep with a mask fixed beforehand. Masks go through `masks.select_mask`, so the tie rule and exact counts are
+ours: unstructured prunes exactly floor(sparsity·rows·width) weights per column block; N:M is selected column
+group by column group on the already-updated weights, as in the reference implementation.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 from evoprune.prune.masks import Pattern, select_mask
+
+# (first column, last column, block weights as updated so far, diag of the block's Cholesky factor) -> keep-mask
+BlockMask = Callable[[int, int, torch.Tensor, torch.Tensor], torch.Tensor]
+# (column index inside the block, block weights, diag, block keep-mask being filled) -> None, for N:M groups
+GroupMask = Callable[[int, torch.Tensor, torch.Tensor, torch.Tensor], None]
 
 
 def _inverse_hessian_cholesky(hessian: torch.Tensor, percdamp: float) -> torch.Tensor:
@@ -23,33 +32,26 @@ def _inverse_hessian_cholesky(hessian: torch.Tensor, percdamp: float) -> torch.T
 
 
 @torch.no_grad()
-def sparsegpt_prune(
-    weight: torch.Tensor, hessian: torch.Tensor, sparsity: float, pattern: Pattern,
-    blocksize: int = 128, percdamp: float = 0.01,
-) -> tuple[torch.Tensor, torch.Tensor]:
+def obs_sweep(weight: torch.Tensor, hessian: torch.Tensor, block_mask: BlockMask, blocksize: int = 128,
+              percdamp: float = 0.01, group_mask: GroupMask | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Return (updated pruned weight, keep-mask), both [out, in]; inputs are not modified."""
     w = weight.detach().clone().float()
-    h = hessian.detach().clone().float()
+    h = hessian.detach().clone().float().to(w.device)
     dead = torch.diagonal(h) == 0
     h[dead, dead] = 1.0
     w[:, dead] = 0.0
     hinv = _inverse_hessian_cholesky(h, percdamp)
-    rows, cols = w.shape
-    if pattern.structured:
-        blocksize = max(pattern.m, blocksize - blocksize % pattern.m)  # a block never splits an N:M group
+    cols = w.shape[1]
     mask = torch.ones_like(w, dtype=torch.bool)
     for i1 in range(0, cols, blocksize):
         i2 = min(i1 + blocksize, cols)
         w1, hinv1 = w[:, i1:i2].clone(), hinv[i1:i2, i1:i2]
         d = torch.diagonal(hinv1)
         q1, err1 = torch.zeros_like(w1), torch.zeros_like(w1)
-        mask1 = torch.ones_like(w1, dtype=torch.bool)
-        if not pattern.structured:
-            mask1 = select_mask(w1.pow(2) / d.pow(2).unsqueeze(0), sparsity, pattern, group="layer")
+        mask1 = block_mask(i1, i2, w1, d).clone()
         for i in range(i2 - i1):
-            if pattern.structured and i % pattern.m == 0:
-                score = w1[:, i : i + pattern.m].pow(2) / d[i : i + pattern.m].pow(2).unsqueeze(0)
-                mask1[:, i : i + pattern.m] = select_mask(score, sparsity, pattern)
+            if group_mask is not None:
+                group_mask(i, w1, d, mask1)
             col = w1[:, i]
             q = col * mask1[:, i]
             q1[:, i] = q
@@ -60,3 +62,30 @@ def sparsegpt_prune(
         mask[:, i1:i2] = mask1
         w[:, i2:] -= err1 @ hinv[i1:i2, i2:]
     return w.to(weight.dtype), mask
+
+
+def aligned_blocksize(blocksize: int, pattern: Pattern) -> int:
+    """A lazy block never splits an N:M group."""
+    return max(pattern.m, blocksize - blocksize % pattern.m) if pattern.structured else blocksize
+
+
+@torch.no_grad()
+def sparsegpt_prune(
+    weight: torch.Tensor, hessian: torch.Tensor, sparsity: float, pattern: Pattern,
+    blocksize: int = 128, percdamp: float = 0.01,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Return (updated pruned weight, keep-mask), both [out, in]; inputs are not modified."""
+    if pattern.structured:
+        def block_mask(i1, i2, w1, d):
+            return torch.ones_like(w1, dtype=torch.bool)
+
+        def group_mask(i, w1, d, mask1):
+            if i % pattern.m == 0:
+                score = w1[:, i : i + pattern.m].pow(2) / d[i : i + pattern.m].pow(2).unsqueeze(0)
+                mask1[:, i : i + pattern.m] = select_mask(score, sparsity, pattern)
+    else:
+        def block_mask(i1, i2, w1, d):
+            return select_mask(w1.pow(2) / d.pow(2).unsqueeze(0), sparsity, pattern, group="layer")
+
+        group_mask = None
+    return obs_sweep(weight, hessian, block_mask, aligned_blocksize(blocksize, pattern), percdamp, group_mask)
