@@ -60,7 +60,9 @@ def read_utf8(path: Path) -> str:
         raise EvopruneError(f"{path} is not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start})") from None
     if "\x00" in text:  # valid UTF-8 but binary (NUL is never in text a tokenizer should see)
         raise EvopruneError(f"{path} is not UTF-8 text (NUL byte at offset {data.index(0)})")
-    return text
+    # universal newlines, as Path.read_text gives: the wikitext2 test file has CRLF line ends, and the perplexity
+    # protocol (REFERENCE.md: dense 28.82) tokenizes it with "\n"
+    return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
 def load_text(name_or_path: str, split: str) -> str:
