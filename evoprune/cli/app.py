@@ -34,6 +34,10 @@ def _register() -> None:
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; return the exit code (0 ok, 2 bad input, 1 unexpected failure)."""
     _register()
+    from evoprune.cli.progress import LineProgress
+    from evoprune.stats.progress import set_default_progress
+
+    set_default_progress(LineProgress())  # statistics passes that no command reports on (the search's evaluator)
     try:
         result = app(args=argv, standalone_mode=False, prog_name="evoprune")
     except EvopruneError as exc:  # one line even when the message quotes a path or value holding a newline
@@ -48,6 +52,8 @@ def main(argv: list[str] | None = None) -> int:
         message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
         print(f"error: {message}", file=sys.stderr)
         return 2
+    finally:
+        set_default_progress(None)  # main() is also called in-process (tests): leave no reporter behind
     return result if isinstance(result, int) else 0
 
 

@@ -1,10 +1,13 @@
-"""Rich progress bars for long steps in a terminal; one plain line per stage otherwise (CI logs stay short)."""
+"""Rich progress bars for long steps in a terminal; plain lines otherwise: a stage's start, its count every
+10 s, its end (a log file shows where a long run is without filling up)."""
 
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import TextIO
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -12,24 +15,49 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 err_console = Console(stderr=True)
 
 
+class LineProgress:
+    """`report(stage, increment, total)` as plain lines: the stage's start, then its count at most every
+    `every` seconds, and its end with the time taken. A stage restarts when it completes; total 0 = a message."""
+
+    def __init__(self, every: float = 10.0, stream: TextIO | None = None) -> None:
+        self.every = every
+        self.stream = stream
+        self.stages: dict[str, list[float]] = {}  # stage -> [done, total, start, last line]
+
+    def _print(self, text: str) -> None:
+        print(f"[evoprune] {text}", file=self.stream or sys.stderr, flush=True)
+
+    def __call__(self, stage: str, k: int, total: int) -> None:
+        if total <= 0:
+            self._print(stage)
+            return
+        now = time.monotonic()
+        state = self.stages.get(stage)
+        if state is None or state[0] >= state[1]:
+            state = self.stages[stage] = [0, total, now, now]
+            self._print(f"{stage} ({total} steps)")
+        state[0] += k
+        if state[0] >= state[1]:
+            self._print(f"{stage} {int(state[0])}/{total} done in {now - state[2]:.1f} s")
+        elif now - state[3] >= self.every:
+            state[3] = now
+            self._print(f"{stage} {int(state[0])}/{total} ({now - state[2]:.0f} s)")
+
+
 @contextmanager
 def stage_progress() -> Iterator[Callable[[str, int, int], None]]:
     """Yields `report(stage, increment, total)`; a stage restarts when its bar completes."""
     if not err_console.is_terminal:
-        started: set[str] = set()
-
-        def plain(stage: str, _k: int, total: int) -> None:
-            if stage not in started:
-                started.add(stage)
-                print(f"[evoprune] {stage} ({total} steps)", file=sys.stderr, flush=True)
-
-        yield plain
+        yield LineProgress()
         return
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=err_console, transient=True) as bars:
         tasks: dict[str, int] = {}
 
         def report(stage: str, k: int, total: int) -> None:
+            if total <= 0:  # a message, not a stage
+                bars.console.print(f"[evoprune] {stage}")
+                return
             if stage not in tasks or bars.tasks[tasks[stage]].finished:
                 if stage in tasks:
                     bars.remove_task(tasks[stage])

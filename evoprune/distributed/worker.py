@@ -46,6 +46,7 @@ class EvaluatorWorker:
 
             if ray.is_initialized():
                 info["node_id"] = ray.get_runtime_context().get_node_id()
+                info["gpu_ids"] = [str(i) for i in ray.get_gpu_ids()]  # what Ray gave this actor (num_gpus)
         except ImportError:
             pass
         return info

@@ -1,17 +1,20 @@
 """Save a pruned model in the compressed-tensors sparse layout (what llm-compressor wrote for sparse models).
 
 Each prunable `nn.Linear` weight is stored as its non-zero values plus a bit per weight:
-- unstructured and general N:M: format `sparse-bitmask` — `<w>.shape`, `<w>.compressed` (1-D non-zeros, row
-  major), `<w>.bitmask` (uint8 [rows, ceil(cols/8)], numpy.packbits little bit order), `<w>.row_offsets`;
-- 2:4: format `sparse-24-bitmask` — `<w>.shape`, `<w>.compressed` ([rows, cols/2], the two kept values of every
-  group of four, in order), `<w>.bitmask`.
+- unstructured and general N:M: format `sparse-bitmask` — `<module>.shape`, `<module>.compressed` (1-D non-zeros,
+  row major), `<module>.bitmask` (uint8 [rows, ceil(cols/8)], numpy.packbits little bit order),
+  `<module>.row_offsets`;
+- 2:4: format `sparse-24-bitmask` — `<module>.shape`, `<module>.compressed` ([rows, cols/2], the two kept values of
+  every group of four, in order), `<module>.bitmask`.
+(`<module>` is the layer's name without `.weight`, as the library names them.)
 All other tensors stay dense under their own names, and config.json gains the `quantization_config` block with the
 library's own sparsity config class (`BitmaskConfig` / `Sparse24BitMaskConfig`), targets listed by module name.
 
 Why the tensors are packed here: compressed-tensors removed its sparse compressors in 0.15 (0.20's
 `ModelCompressor.update_config` writes `"sparsity_config": {}`, "sparsity is removed for now"), and the last
 release that has them (0.14.0.1) requires transformers < 5. The layout written here is byte-for-byte that of
-0.14's `BitmaskCompressor` / `Sparse24BitMaskCompressor`, which decompress it (checked; see docs in README).
+0.14's `BitmaskCompressor` / `Sparse24BitMaskCompressor` (checked with 0.14.0.1: its compress gives the same
+tensors and its decompress the same weights, for 2:4 and unstructured saves of the embedded model).
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ def _unpack(bits: torch.Tensor, shape: list[int]) -> torch.Tensor:
 
 
 def bitmask_compress(weight: torch.Tensor) -> dict[str, torch.Tensor]:
-    """`sparse-bitmask` tensors of one weight (keys without the `<w>.` prefix)."""
+    """`sparse-bitmask` tensors of one weight (keys without the `<module>.` prefix)."""
     mask = weight != 0
     counts = mask.sum(dim=-1)
     return {"shape": torch.tensor(list(weight.shape)), "compressed": weight[mask].contiguous(),
@@ -59,13 +62,13 @@ def sparse24_compress(weight: torch.Tensor) -> dict[str, torch.Tensor]:
     mask = torch.zeros_like(groups, dtype=torch.bool)
     mask.scatter_(1, groups.abs().topk(2, dim=1).indices, True)
     mask = mask.reshape(rows, cols)
-    return {"shape": torch.tensor([rows, cols]), "compressed": weight[mask].reshape(rows, cols // 2).contiguous(),
+    return {"shape": torch.tensor([rows, cols]).reshape(-1, 1), "compressed": weight[mask].reshape(rows, cols // 2).contiguous(),
             "bitmask": _pack(mask)}
 
 
 def decompress(parts: dict[str, torch.Tensor]) -> torch.Tensor:
     """Dense weight from either layout (both store shape, non-zeros in row-major order and the bitmask)."""
-    shape = [int(x) for x in parts["shape"].tolist()]
+    shape = [int(x) for x in parts["shape"].flatten().tolist()]  # 2:4 stores it as a column
     out = torch.zeros(shape, dtype=parts["compressed"].dtype)
     out[_unpack(parts["bitmask"], shape)] = parts["compressed"].flatten()
     return out
@@ -110,7 +113,7 @@ def save_compressed(model: nn.Module, out: Path, pattern: str) -> dict:
         if key.endswith(".weight") and module in targets:
             zeros += int((tensor == 0).sum())
             total += tensor.numel()
-            tensors.update({f"{key}.{k}": v for k, v in compress(tensor).items()})
+            tensors.update({f"{module}.{k}": v for k, v in compress(tensor).items()})
         else:
             tensors[key] = tensor
     config_cls = Sparse24BitMaskConfig if fmt == "sparse-24-bitmask" else BitmaskConfig
@@ -139,10 +142,10 @@ def load_decompressed(directory: Path) -> dict[str, torch.Tensor]:
     grouped: dict[str, dict[str, torch.Tensor]] = {}
     dense = {}
     for key, tensor in stored.items():
-        base, _, part = key.rpartition(".")
-        if part in ("shape", "compressed", "bitmask", "row_offsets") and base.endswith(".weight"):
-            grouped.setdefault(base, {})[part] = tensor
+        module, _, part = key.rpartition(".")
+        if part in ("shape", "compressed", "bitmask", "row_offsets"):
+            grouped.setdefault(module, {})[part] = tensor
         else:
             dense[key] = tensor
-    dense.update({key: decompress(parts) for key, parts in grouped.items()})
+    dense.update({f"{module}.weight": decompress(parts) for module, parts in grouped.items()})
     return dense

@@ -14,6 +14,7 @@ from evoprune.data.tokens import CalibSpec
 from evoprune.model.layers import prunable_layers
 from evoprune.model.loading import cache_dir
 from evoprune.stats.collect import LayerStats, collect_dense_stats
+from evoprune.stats.progress import announce, default_progress
 
 _VERSION = 1  # bump when the definition of a leaf changes
 
@@ -52,10 +53,11 @@ def cached_dense_stats(
         held = cache_dir() / "stats" / f"{stats_key(model, calib, hessian, grad)}.pt"
         if held.is_file():
             raw = torch.load(held, weights_only=True)
+            announce(f"statistics loaded from the cache ({held.name})")
             return {key: LayerStats(**{**fields, "H": fields["H"] if with_hessian else None,
                                        "G": fields["G"] if with_grad else None})
                     for key, fields in raw.items()}
-    stats = collect_dense_stats(model, windows, with_hessian, with_grad, progress)
+    stats = collect_dense_stats(model, windows, with_hessian, with_grad, progress or default_progress())
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".tmp{os.getpid()}")
     torch.save({key: {k: v.cpu() if v is not None else None for k, v in vars(st).items()}
