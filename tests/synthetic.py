@@ -2,13 +2,13 @@
 
 import torch
 
-from evoprune.fitness.evaluator import Evaluator
+from evoprune.fitness.evaluator import RecipeEvaluator
 from evoprune.fitness.spec import EvalSpec
 
 SYNTHETIC_SPEC = EvalSpec(leaves=("W", "X", "Hinv"))
 
 
-def synthetic_evaluator(seed: int = 0, layers: int = 3) -> Evaluator:
+def synthetic_evaluator(seed: int = 0, layers: int = 3) -> RecipeEvaluator:
     gen = torch.Generator().manual_seed(seed)
     leaves, hessians = {}, {}
     for i in range(layers):
@@ -19,4 +19,4 @@ def synthetic_evaluator(seed: int = 0, layers: int = 3) -> Evaluator:
                              "Hinv": torch.linalg.inv(h + 0.01 * h.diagonal().mean() * torch.eye(48))
                              .diagonal().unsqueeze(0)}
         hessians[f"{i}.fc"] = h
-    return Evaluator.from_layers(SYNTHETIC_SPEC, leaves, hessians)
+    return RecipeEvaluator.from_layers(SYNTHETIC_SPEC, leaves, hessians)

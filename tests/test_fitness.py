@@ -9,6 +9,7 @@ from evoprune.errors import EvopruneError
 from evoprune.fitness.errors import layer_error
 from evoprune.fitness.evaluator import Evaluator
 from evoprune.fitness.spec import EvalSpec
+from evoprune.prune.recipe import Recipe
 
 pytestmark = pytest.mark.slow
 
@@ -16,6 +17,10 @@ pytestmark = pytest.mark.slow
 def spec_for(model_dir, fitness):
     return EvalSpec(model=str(model_dir), device="cpu", dtype="float32", nsamples=8, seqlen=128,
                     fitness=fitness, fitness_samples=4, leaves=("W", "X", "Hinv"))
+
+
+def score(evaluator, scorer, name):
+    return evaluator.evaluate_recipe(scorer, Recipe(name), name).to_dict()
 
 
 @pytest.fixture(scope="module", params=["layer", "block", "model"])
@@ -30,14 +35,14 @@ def test_wanda_reconstructs_better_than_magnitude(evaluator):
 
 
 def test_rank_equivalent_formulas_hit_the_mask_cache(evaluator):
-    first = evaluator.evaluate_scorer(lambda lv: lv["W"].abs() * lv["X"], "abs(W)*X")
-    again = evaluator.evaluate_scorer(lambda lv: torch.log(lv["W"].abs() * lv["X"] + 1e-30), "log(abs(W)*X)")
+    first = score(evaluator, lambda lv: lv["W"].abs() * lv["X"], "abs(W)*X")
+    again = score(evaluator, lambda lv: torch.log(lv["W"].abs() * lv["X"] + 1e-30), "log(abs(W)*X)")
     assert again["cached"] and again["mask_hash"] == first["mask_hash"] and again["fitness"] == first["fitness"]
 
 
 def test_model_is_restored_after_scoring(evaluator):
     before = {k: ref.weight().clone() for k, ref in evaluator.layers.items()}
-    evaluator.evaluate_scorer(lambda lv: lv["W"].abs() * lv["Hinv"], "abs(W)*Hinv")
+    score(evaluator, lambda lv: lv["W"].abs() * lv["Hinv"], "abs(W)*Hinv")
     assert all(torch.equal(before[k], ref.weight()) for k, ref in evaluator.layers.items())
 
 
@@ -58,8 +63,36 @@ def test_perplexity_is_measured_once_per_mask_and_restores_the_model(truncated_m
     (lambda lv: torch.log(lv["W"]), "non-finite"),
 ])
 def test_bad_formulas_get_worst_fitness_and_a_reason(evaluator, scorer, reason):
-    result = evaluator.evaluate_scorer(scorer, "bad")
+    result = score(evaluator, scorer, "bad")
     assert result["fitness"] == math.inf and reason in result["reason"]
+
+
+def test_recipes_score_as_their_stages_promise(evaluator):
+    """Refinement and update lower the reconstruction error under every fitness; a bad recipe is a failure."""
+    plain = evaluator.evaluate("wanda")["fitness"]
+    swaps = evaluator.evaluate('{"score": "wanda", "refine": "swaps:budget=8"}')
+    obs = evaluator.evaluate('{"score": "abs(W)*X", "update": "obs"}')
+    assert swaps["reason"] is None and obs["reason"] is None
+    assert obs["fitness"] < swaps["fitness"] < plain
+    owl = evaluator.evaluate('{"score": "wanda", "allocation": "owl:lambda=0.2"}')
+    assert math.isfinite(owl["fitness"]) and owl["mask_hash"] != evaluator.evaluate("wanda")["mask_hash"]
+    assert "besa" in evaluator.evaluate('{"score": "wanda", "allocation": "besa"}')["reason"]
+    assert "unknown refine" in evaluator.evaluate('{"score": "wanda", "refine": "swapz"}')["reason"]
+
+
+def test_layer_fitness_of_an_update_is_the_error_of_the_updated_weights(truncated_model_dir):
+    from evoprune.fitness.errors import weight_error
+    from evoprune.prune.masks import select_mask_counts
+    from evoprune.prune.update import obs_update
+
+    ev = Evaluator(spec_for(truncated_model_dir, "layer"))
+    errors = []
+    for key, leaves in ev.fitness.leaves.items():
+        w, h = leaves["W"], ev.fitness.hessians[key]
+        mask = select_mask_counts(w.abs() * leaves["X"], w.numel() // 2)
+        errors.append(weight_error(w, obs_update(w, h, mask), h))
+    fitness = ev.evaluate('{"score": "abs(W)*X", "update": "obs"}')["fitness"]
+    assert fitness == pytest.approx(float(torch.stack(errors).mean()), rel=1e-5)
 
 
 def test_unknown_spec_keys_are_user_errors():

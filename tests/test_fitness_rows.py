@@ -7,36 +7,36 @@ import torch
 
 from evoprune.errors import EvopruneError
 from evoprune.fitness.errors import layer_error
-from evoprune.fitness.evaluator import Evaluator
+from evoprune.fitness.evaluator import RecipeEvaluator
 from evoprune.fitness.spec import EvalSpec
 from evoprune.prune.masks import Pattern, select_mask
 from tests.synthetic import SYNTHETIC_SPEC, synthetic_evaluator
 
 
-def _with_rows(fraction: float, seed: int = 0) -> Evaluator:
+def _with_rows(fraction: float, seed: int = 0) -> RecipeEvaluator:
     full = synthetic_evaluator()
     spec = dataclasses.replace(SYNTHETIC_SPEC, fitness_rows=fraction, seed=seed)
-    return Evaluator.from_layers(spec, full.leaves, full.hessians)
+    return RecipeEvaluator.from_layers(spec, full.fitness.leaves, full.fitness.hessians)
 
 
 def test_subset_fitness_is_the_layer_error_of_those_rows():
     ev = _with_rows(0.25)
     fitness = ev.evaluate("abs(W)*X")["fitness"]
     errors = []
-    for key, leaves in ev.leaves.items():
-        rows = ev.rows[key]
+    for key, leaves in ev.fitness.leaves.items():
+        rows = ev.fitness.rows[key]
         assert len(rows) == 6 and torch.equal(rows, rows.sort().values)  # 25 % of 24 rows, sorted
         mask = select_mask((leaves["W"].abs() * leaves["X"])[rows], 0.5, Pattern())
-        errors.append(layer_error(leaves["W"][rows], mask, ev.hessians[key]))
+        errors.append(layer_error(leaves["W"][rows], mask, ev.fitness.hessians[key]))
     assert fitness == pytest.approx(float(torch.stack(errors).mean()), rel=1e-6)
 
 
 def test_all_rows_is_the_exact_fitness_and_the_subset_follows_the_seed():
     exact = synthetic_evaluator().evaluate("abs(W)*X")["fitness"]
-    assert _with_rows(1.0).evaluate("abs(W)*X")["fitness"] == exact and _with_rows(1.0).rows == {}
+    assert _with_rows(1.0).evaluate("abs(W)*X")["fitness"] == exact and _with_rows(1.0).fitness.rows == {}
     a, b, c = _with_rows(0.5, seed=0), _with_rows(0.5, seed=0), _with_rows(0.5, seed=1)
-    assert all(torch.equal(a.rows[k], b.rows[k]) for k in a.rows)
-    assert any(not torch.equal(a.rows[k], c.rows[k]) for k in a.rows)
+    assert all(torch.equal(a.fitness.rows[k], b.fitness.rows[k]) for k in a.fitness.rows)
+    assert any(not torch.equal(a.fitness.rows[k], c.fitness.rows[k]) for k in a.fitness.rows)
 
 
 def test_rank_order_of_metrics_survives_the_subset():

@@ -27,3 +27,10 @@ def kl_from_dense(dense_logprobs: torch.Tensor, pruned_logits: torch.Tensor) -> 
     pruned_logprobs = torch.log_softmax(pruned_logits.float(), dim=-1)
     return torch.nn.functional.kl_div(pruned_logprobs, dense_logprobs, log_target=True, reduction="sum") / (
         dense_logprobs.shape[0] * dense_logprobs.shape[1])
+
+
+def weight_error(weight: torch.Tensor, new_weight: torch.Tensor, hessian: torch.Tensor,
+                 energy: torch.Tensor | None = None) -> torch.Tensor:
+    """‖(W − Ŵ)X‖² / ‖WX‖² for any pruned (and possibly updated) Ŵ, from the Gram matrix."""
+    diff = weight - new_weight
+    return (diff @ hessian * diff).sum() / (output_energy(weight, hessian) if energy is None else energy)

@@ -16,7 +16,14 @@ from evoprune.errors import EvopruneError
 from evoprune.model.layers import prunable_layers
 from evoprune.model.loading import LoadedModel
 from evoprune.paths import StagedDir
-from evoprune.prune.allocation import MAX_LAYER_SPARSITY, OWL_M, LayerInfo, layer_infos, outlier_ratio, plan_targets
+from evoprune.prune.allocation import (
+    MAX_LAYER_SPARSITY,
+    OWL_M,
+    LayerInfo,
+    layer_infos,
+    owl_block_ratios,
+    plan_targets,
+)
 from evoprune.prune.apply import MODES, LayerReport, Targets, prune_sequential, prune_with_stats
 from evoprune.prune.besa import besa_rates
 from evoprune.prune.masks import GROUPS, check_sparsity, parse_pattern
@@ -81,10 +88,8 @@ def plan_model_targets(loaded: LoadedModel, method: Method, spec: PruneSpec, cal
     if not pattern.structured and recipe.allocation.name == "owl":
         stats = cached_dense_stats(loaded.model, windows, calib, progress=progress)
         layers = prunable_layers(loaded.model)
-        m = recipe.allocation.get("M", OWL_M)
-        block_ratios = {b: outlier_ratio([wanda(layer_leaves(layers[i.key].weight(), stats[i.key]))
-                                          for i in infos if i.block == b], m)
-                        for b in sorted({i.block for i in infos})}
+        block_ratios = owl_block_ratios(infos, lambda k: wanda(layer_leaves(layers[k].weight(), stats[k])),
+                                        recipe.allocation.get("M", OWL_M))
     elif not pattern.structured and recipe.allocation.name == "besa":
         if method.scorer is None or method.needs_grad:
             raise EvopruneError("allocation besa ranks weights by a score of W, X and Hinv (not G or sparsegpt)")

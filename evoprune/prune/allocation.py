@@ -15,7 +15,7 @@ prunable weights N (so the achieved overall sparsity is the target to within one
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import torch
@@ -72,6 +72,12 @@ def outlier_ratio(scores: list[torch.Tensor], m: float) -> float:
     distribution)."""
     flat = torch.cat([s.reshape(-1).float() for s in scores])
     return float((flat > m * flat.mean()).float().mean())
+
+
+def owl_block_ratios(infos: list[LayerInfo], scores_of: Callable[[str], torch.Tensor], m: float) -> dict[int, float]:
+    """OWL's outlier ratio of every block, from a function giving a layer's Wanda scores |W|·‖X‖."""
+    return {b: outlier_ratio([scores_of(i.key) for i in infos if i.block == b], m)
+            for b in sorted({i.block for i in infos})}
 
 
 def owl_fractions(infos: list[LayerInfo], block_ratios: Mapping[int, float], target: float,

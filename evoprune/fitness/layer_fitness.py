@@ -1,0 +1,112 @@
+"""The layer fitness, pure: a recipe's relative output error per layer, Σ‖(W−Ŵ)X‖²/‖WX‖², from each layer's
+leaves and Gram matrix H = XᵀX/T. No model is needed, so the same class serves the Evaluator, tests and
+synthetic runs.
+
+`rows` < 1 scores a fixed random subset of each layer's output rows (drawn with the seed): rows prune, refine and
+update independently and the error is a sum over rows, so the subset is an unbiased, cheaper estimate. Scores are
+still computed on the whole matrix, since operators such as colnorm or mms read all of it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+import torch
+
+from evoprune.fitness.errors import output_energy, weight_error
+from evoprune.prune.apply import LayerTarget, layer_mask
+from evoprune.prune.masks import Pattern, select_mask_counts, spread_count
+from evoprune.prune.recipe import Recipe
+from evoprune.prune.refine import refine_mask
+from evoprune.prune.update import update_weight
+
+Scorer = Callable[[Mapping[str, torch.Tensor]], torch.Tensor]
+Leaves = dict[str, dict[str, torch.Tensor]]
+
+
+class CandidateFailure(Exception):
+    """A candidate that cannot rank weights (NaN, inf, constant, wrong shape, missing leaf): worst fitness."""
+
+
+def row_subsets(leaves: Leaves, fraction: float, seed: int) -> dict[str, torch.Tensor]:
+    """Per layer, the sorted output rows scored: a fixed random subset drawn with the seed ({} for all rows)."""
+    if fraction >= 1:
+        return {}
+    gen = torch.Generator().manual_seed(seed)
+    out = {}
+    for key in sorted(leaves):
+        rows = leaves[key]["W"].shape[0]
+        keep = max(1, round(fraction * rows))
+        out[key] = torch.randperm(rows, generator=gen)[:keep].sort().values.to(leaves[key]["W"].device)
+    return out
+
+
+def checked_scores(scorer: Scorer, leaves: Mapping[str, torch.Tensor], key: str) -> torch.Tensor:
+    """The scores of one layer, shaped like W; a candidate that cannot rank weights raises CandidateFailure."""
+    shape = leaves["W"].shape
+    try:
+        scores = scorer(leaves)
+        scores = torch.as_tensor(scores, dtype=torch.float32, device=leaves["W"].device).expand(shape)
+    except KeyError as exc:  # a leaf this evaluator does not compute (see EvalSpec.leaves)
+        raise CandidateFailure(f"needs leaf {exc.args[0]}, not among this evaluator's leaves "
+                               f"{sorted(leaves)}") from exc
+    except (RuntimeError, ValueError, TypeError, ZeroDivisionError, OverflowError) as exc:
+        raise CandidateFailure(f"{type(exc).__name__} on layer {key}: {str(exc).splitlines()[0]}") from exc
+    low, high = torch.aminmax(scores)  # one pass: NaN and ±inf propagate into the extremes
+    if not (torch.isfinite(low) and torch.isfinite(high)):
+        raise CandidateFailure(f"non-finite scores on layer {key}")
+    if bool(low == high):
+        raise CandidateFailure(f"constant scores on layer {key}")
+    return scores
+
+
+def subset_mask(scores: torch.Tensor, target: LayerTarget, pattern: Pattern, group: str,
+                rows: torch.Tensor | None) -> torch.Tensor:
+    """The keep-mask of the scored rows only: the rows' counts are those of the whole layer's mask."""
+    if rows is None:
+        return layer_mask(scores, target, pattern, group)
+    if pattern.structured:
+        return layer_mask(scores[rows], target, pattern, group)
+    counts = target if isinstance(target, torch.Tensor) else spread_count(scores, target)
+    return select_mask_counts(scores[rows], counts.to(scores.device)[rows], group)
+
+
+class LayerFitness:
+    subset = True  # as a fitness strategy: scores the row subset
+
+    def __init__(self, leaves: Leaves, hessians: Mapping[str, torch.Tensor], group: str = "row",
+                 rows: float = 1.0, seed: int = 0) -> None:
+        self.leaves = leaves
+        self.hessians = {key: h.to(leaves[key]["W"].device) for key, h in hessians.items()}
+        self.group = group
+        self.rows = row_subsets(leaves, rows, seed)
+        self.energies = {key: output_energy(self.scored_weight(key), h) for key, h in self.hessians.items()}
+
+    def scored_weight(self, key: str) -> torch.Tensor:
+        """The rows of W the fitness scores (all of them unless `rows` < 1)."""
+        w = self.leaves[key]["W"]
+        return w if self.rows.get(key) is None else w[self.rows[key]]
+
+    @torch.no_grad()
+    def prune(self, scorer: Scorer, recipe: Recipe, targets: Mapping[str, LayerTarget], pattern: Pattern,
+              subset: bool = True) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """Per layer (keep-mask, new weight) of the recipe on the scored rows (`subset`) or on all rows."""
+        out = {}
+        for key, leaves in self.leaves.items():
+            scores = checked_scores(scorer, leaves, key)
+            rows = self.rows.get(key) if subset else None
+            mask = subset_mask(scores, targets[key], pattern, self.group, rows)
+            weight = leaves["W"] if rows is None else leaves["W"][rows]
+            hessian = self.hessians.get(key)
+            if recipe.needs_hessian and hessian is None:
+                raise CandidateFailure(f"recipe {recipe} needs Gram matrices this evaluator did not collect")
+            mask = refine_mask(recipe.refine, weight, mask, hessian, pattern)
+            out[key] = (mask, update_weight(recipe.update, weight, mask, hessian))
+        return out
+
+    @torch.no_grad()
+    def error(self, pruned: Mapping[str, tuple[torch.Tensor, torch.Tensor]]) -> float:
+        """Mean over layers of ‖(W−Ŵ)X‖²/‖WX‖² on the scored rows."""
+        errors = [weight_error(self.scored_weight(k), new, self.hessians[k], self.energies[k])
+                  for k, (_, new) in pruned.items()]
+        return float(torch.stack(errors).mean())
