@@ -31,7 +31,7 @@ def baseline_recipes(methods: Sequence[str], allocation: str = "uniform", refine
 def run_baselines(loaded: LoadedModel, sparsity: float, patterns: Sequence[str], calib: CalibSpec,
                   evaluation: PerplexitySpec, recipes: Sequence[Recipe] | None = None, mode: str = "sequential",
                   group: str = "row", progress: Progress | None = None,
-                  on_row: Callable[[dict], None] | None = None) -> dict:
+                  on_row: Callable[[dict], None] | None = None, with_dense: bool = True) -> dict:
     """Rows `{"method", "pattern", "sparsity", "perplexity", "seconds", ...}`; dense first. `on_row` streams.
     `method` is the recipe's text (`wanda+owl+obs`); `recipe` its JSON form."""
     recipes = list(recipes or baseline_recipes(BUILTIN_METRICS))
@@ -55,10 +55,11 @@ def run_baselines(loaded: LoadedModel, sparsity: float, patterns: Sequence[str],
         if on_row is not None:
             on_row(row)
 
-    start = time.perf_counter()
-    dense = perplexity(loaded.model, windows, progress=ppl_progress)
-    emit({"method": "dense", "pattern": "-", "sparsity": 0.0, "target_sparsity": 0.0, "perplexity": dense,
-          "seconds": 0.0, "eval_seconds": time.perf_counter() - start})
+    if with_dense:
+        start = time.perf_counter()
+        dense = perplexity(loaded.model, windows, progress=ppl_progress)
+        emit({"method": "dense", "pattern": "-", "sparsity": 0.0, "target_sparsity": 0.0, "perplexity": dense,
+              "seconds": 0.0, "eval_seconds": time.perf_counter() - start})
     original = snapshot(loaded.model)
     for recipe, spec in runs:
         loaded.model.load_state_dict(original)
