@@ -105,3 +105,27 @@ def test_eval_cli_rejects_an_unknown_task_before_loading(capsys):
     assert main(["eval", "--tasks", "blimp_no_such_set", "--limit", "5"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error:") and "blimp_no_such_set" in err[0]
+
+
+def test_baselines_tasks_column_scores_each_rows_own_model(truncated_model_dir, tmp_path, monkeypatch):
+    """`baselines --tasks`: the dense row scores the dense model and the magnitude 2:4 row the pruned one (the same
+    accuracy as `prune` then scoring the saved directory)."""
+    from evoprune.data.text import data_dir
+
+    for name in ("wikitext2-test.txt", "wikitext2-valid.txt"):
+        (tmp_path / name).symlink_to(data_dir() / name)
+    _write_set(tmp_path, "adjunct_island", PAIRS)
+    monkeypatch.setenv("EVOPRUNE_DATA_DIR", str(tmp_path))
+    common = ["--model", str(truncated_model_dir), "--device", "cpu", "--pattern", "2:4"]
+    out = tmp_path / "baselines.json"
+    assert main(["baselines", *common, "--method", "magnitude", "--tasks", "blimp_adjunct_island",
+                 "--max-eval-tokens", "256", "--eval-seqlen", "128", "--json", str(out)]) == 0
+    rows = {r["method"]: r for r in json.loads(out.read_text())["rows"]}
+    assert main(["prune", *common, "--metric", "magnitude", "--out", str(tmp_path / "pruned")]) == 0
+
+    def accuracy(model_dir):
+        return run_tasks(load_model(str(model_dir), "cpu", "float32"), "blimp_adjunct_island", batch_size=4)[
+            "results"]["blimp_adjunct_island"]["acc"]
+
+    assert rows["dense"]["zeroshot"]["scores"]["blimp_adjunct_island"]["acc"] == accuracy(truncated_model_dir)
+    assert rows["magnitude"]["zeroshot"]["scores"]["blimp_adjunct_island"]["acc"] == accuracy(tmp_path / "pruned")

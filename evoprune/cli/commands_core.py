@@ -141,8 +141,9 @@ def baselines(
     model: str = opt.Model, device: str = opt.Device, dtype: str = opt.Dtype, calib: str = opt.Calib,
     nsamples: int = opt.NSamples, seqlen: int = opt.SeqLen, seed: int = opt.Seed,
     eval_data: str = opt.EvalData, eval_seqlen: int = opt.EvalSeqLen, max_tokens: int = opt.MaxEvalTokens,
+    tasks: list[str] = opt.Tasks, limit: int = opt.Limit, task_batch_size: int = opt.TaskBatch,
 ) -> None:
-    """Dense and every built-in metric: perplexity, achieved sparsity, seconds."""
+    """Dense and every built-in metric: perplexity, achieved sparsity, seconds; zero-shot columns with --tasks."""
     from evoprune.jobs.baselines import baseline_recipes, run_baselines
     from evoprune.jobs.prune import PruneSpec, resolve_method
     from evoprune.prune.metrics import BUILTIN_METRICS
@@ -158,21 +159,51 @@ def baselines(
     check_sparsity(sparsity, parse_pattern("unstructured"))
     calib_spec = opt.calib_spec(calib, nsamples, seqlen, seed)
     eval_spec = _eval_spec(eval_data, eval_seqlen, max_tokens)
+    if tasks:
+        from evoprune.evaluation.harness import check_limit, parse_tasks, task_manager
+
+        tasks = parse_tasks(tasks)
+        check_limit(limit)
+        task_manager(tasks)  # unknown names fail here, before the model loads
     loaded = opt.load(model, device, dtype)
     with stage_progress() as progress:
         result = run_baselines(loaded, sparsity, patterns, calib_spec, eval_spec, recipes, mode, group, progress,
-                               on_row=lambda r: console.print(
-                                   f"  {r['method']:<24} {r['pattern']:<13} ppl {r['perplexity']:9.2f}"))
+                               on_row=_row_printer(loaded, tasks, limit, task_batch_size))
     _write_json(json_path, result)
     console.print(baselines_table(result["rows"]))
 
 
+def _row_printer(loaded, tasks: list[str] | None, limit: int | None, batch_size: int):
+    """`on_row`: print each row as it lands; with --tasks, score its zero-shot tasks first (evoprune.jobs.zeroshot)."""
+    def show(r: dict) -> None:
+        scores = r.get("zeroshot", {}).get("scores", {})
+        extra = "".join(f"  {name} {s['acc']:.4f}" for name, s in scores.items())
+        console.print(f"  {r['method']:<24} {r['pattern']:<13} ppl {r['perplexity']:9.2f}{extra}")
+    if not tasks:
+        return show
+    from evoprune.jobs.zeroshot import zeroshot_hook
+
+    return zeroshot_hook(loaded, tasks, limit, batch_size, then=show)
+
+
+def _acc_text(score: dict | None) -> str:
+    if score is None:
+        return "-"
+    stderr = score.get("acc_stderr")
+    return f"{score['acc']:.4f}" + (f" ± {stderr:.4f}" if stderr is not None else "")
+
+
 def baselines_table(rows: list[dict]) -> Table:
+    from evoprune.jobs.zeroshot import zeroshot_names
+
     table = Table(title="evoprune baselines")
-    for column in ("method", "pattern", "sparsity", "perplexity", "prune s", "eval s"):
+    names = zeroshot_names(rows)
+    for column in ("method", "pattern", "sparsity", "perplexity", *(f"{n} acc" for n in names), "prune s", "eval s"):
         table.add_column(column, justify="left" if column in ("method", "pattern") else "right")
     for r in rows:
-        table.add_row(r["method"], r["pattern"], f"{r['sparsity']:.4f}", f"{r['perplexity']:.2f}",
+        scores = r.get("zeroshot", {}).get("scores", {})
+        accs = [_acc_text(scores.get(n)) for n in names]
+        table.add_row(r["method"], r["pattern"], f"{r['sparsity']:.4f}", f"{r['perplexity']:.2f}", *accs,
                       f"{r['seconds']:.1f}", f"{r['eval_seconds']:.1f}")
     return table
 

@@ -113,7 +113,7 @@ def run_tasks(loaded: LoadedModel, tasks: str | Sequence[str], limit: int | None
         metrics = _metrics(entry)
         metrics["examples"] = int(raw.get("n-samples", {}).get(name, {}).get("effective", entry.get("sample_len", 0)))
         per_task[name] = metrics
-    groups = {g: group_mean(per_task, _leaves(g, subtasks)) for g in subtasks}
+    groups = {g: {**group_mean(per_task, _leaves(g, subtasks)), "tasks": _leaves(g, subtasks)} for g in subtasks}
     import lm_eval
 
     return {"tasks": names, "limit": limit, "num_fewshot": 0, "batch_size": batch_size, "seed": seed,

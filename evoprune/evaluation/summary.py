@@ -12,7 +12,7 @@ def summary_lines(result: dict) -> list[str]:
     lines = [f"zero-shot (lm-eval {result.get('lm_eval_version', '?')}, 0-shot, {per}, "
              f"{result.get('seconds', 0.0):.1f}s):"]
     for name, mean in result["groups"].items():
-        if mean:
+        if "acc" in mean:
             lines.append(f"  {name:<40} acc {mean['acc']:.4f} ± {mean['acc_stderr']:.4f}  "
                          f"(mean of {mean['sets']} sets, {mean['examples']} examples)")
     grouped = len(result["groups"]) > 0

@@ -42,7 +42,7 @@ def _evaluation_lines(evaluation: dict | None) -> list[str]:
              "windows"]
     groups = evaluation.get("zeroshot", {}).get("groups", {})
     for name, mean in groups.items():
-        if mean:
+        if "acc" in mean:
             lines.append(f"- {name} zero-shot accuracy: {mean['acc']:.4f} ± {mean['acc_stderr']:.4f} "
                          f"({mean['examples']} examples over {mean['sets']} sets)")
     return lines
