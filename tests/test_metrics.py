@@ -62,3 +62,19 @@ def test_sparsegpt_exact_sparsity_and_beats_plain_masking():
             assert (mask.reshape(32, 16, 4).sum(-1) == 2).all()
         wanda_mask = select_mask(w.abs() * h.diagonal().sqrt(), sparsity, parse_pattern(pattern))
         assert _layer_error(w, new_w, h) < 0.8 * _layer_error(w, w * wanda_mask, h)
+
+
+@pytest.mark.parametrize("name", ["magnitude", "wanda", "ria", "pruner-zero"])
+def test_baseline_formulas_rank_as_the_builtin_functions(name):
+    """BASELINE_FORMULAS (what the search seeds and reports) select the same masks as the built-in functions."""
+    from evoprune.formula import compile_formula, parse_formula
+    from evoprune.prune.metrics import BASELINE_FORMULAS
+
+    gen = torch.Generator().manual_seed(0)
+    leaves = {"W": torch.randn(16, 32, generator=gen), "X": torch.rand(1, 32, generator=gen) + 0.1,
+              "G": torch.rand(16, 32, generator=gen)}
+    formula = compile_formula(parse_formula(BASELINE_FORMULAS[name]))(leaves)
+    builtin = metric_function(name, 16)(leaves)
+    for pattern in ("unstructured", "2:4"):
+        parsed = parse_pattern(pattern)
+        assert torch.equal(select_mask(formula.expand(16, 32), 0.5, parsed), select_mask(builtin, 0.5, parsed))

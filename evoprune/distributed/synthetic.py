@@ -14,10 +14,12 @@ from typing import Any
 
 import torch
 
-_FUNCS = {"abs": torch.abs, "sqrt": lambda t: torch.sqrt(torch.abs(t)), "log": lambda t: torch.log(torch.abs(t) + 1e-8),
-          "exp": lambda t: torch.exp(torch.clamp(t, max=30.0))}
-_BINOPS = {ast.Add: torch.add, ast.Sub: torch.sub, ast.Mult: torch.mul,
-           ast.Div: lambda a, b: a / torch.where(torch.abs(b) < 1e-8, torch.full_like(b, 1e-8), b)}
+from evoprune.formula import protected
+from evoprune.prune.masks import Pattern, select_mask
+
+# The registry's protected semantics (one definition: formula/protected.py), not a copy of them.
+_FUNCS = {"abs": torch.abs, "sqrt": protected.sqrt, "log": protected.log, "exp": protected.exp}
+_BINOPS = {ast.Add: torch.add, ast.Sub: torch.sub, ast.Mult: torch.mul, ast.Div: protected.div}
 
 
 @dataclass(frozen=True)
@@ -87,9 +89,7 @@ class SyntheticEvaluator:
     def _output_error(self, scores: torch.Tensor) -> float:
         """Relative output error of the layer after keeping the top (1 - sparsity) scores of every row."""
         w = self.leaves["W"]
-        keep = w.shape[1] - int(w.shape[1] * self.spec.sparsity)
-        order = torch.argsort(scores, dim=1, descending=True, stable=True)
-        mask = torch.zeros_like(w).scatter_(1, order[:, :keep], 1.0)
+        mask = select_mask(scores, self.spec.sparsity, Pattern()).to(w.dtype)  # the project's one tie rule
         err = ref = 0.0
         for batch in self.inputs:
             dense = batch @ w.T

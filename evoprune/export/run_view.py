@@ -5,7 +5,6 @@ directory (all files are JSON/YAML)."""
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from functools import cached_property
@@ -43,7 +42,7 @@ class RunView:
         config = run_dir.read_config(path) or {}
         if not isinstance(config, dict):
             raise EvopruneError(f"{path / run_dir.CONFIG} is not a mapping")
-        return cls(path, config, run_dir.load_checkpoint(path), _read_best(path))
+        return cls(path, config, run_dir.load_checkpoint(path), run_dir.read_best(path))
 
     # -- progress -------------------------------------------------------------------------------------------
     @property
@@ -107,14 +106,3 @@ class RunView:
         points = [(int(r["size"]), float(r["fitness"]), form) for form, r in self.cache.items()
                   if r.get("fitness") is not None and math.isfinite(r["fitness"]) and "size" in r]
         return sorted(points)
-
-
-def _read_best(path: Path) -> dict | None:
-    best = path / run_dir.BEST
-    if not best.is_file():
-        return None
-    try:
-        payload = json.loads(best.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise EvopruneError(f"{best} is unreadable: {exc}") from None
-    return payload if isinstance(payload, dict) else None

@@ -61,6 +61,10 @@ _METRICS: dict[str, tuple[Callable[[Leaves, int], torch.Tensor], tuple[str, ...]
     "pruner-zero": (lambda lv, _: pruner_zero(lv), ("W", "G")),
 }
 BUILTIN_METRICS = (*_METRICS, "sparsegpt")
+# The built-ins written in the formula language (the search seeds and reports them; a test checks each ranks
+# weights exactly as its function does). GBLM is absent: its √seqlen factor is not a formula constant.
+BASELINE_FORMULAS = {"magnitude": "abs(W)", "wanda": "abs(W)*X", "ria": "(rownorm(abs(W)) + colnorm(abs(W)))*X**0.5",
+                     "pruner-zero": "W**2*mms(G)"}
 
 
 def metric_leaves(name: str) -> tuple[str, ...]:

@@ -13,11 +13,12 @@ from deap import algorithms, creator, tools
 
 from evoprune.errors import EvopruneError
 from evoprune.formula import parse_formula
+from evoprune.prune.metrics import BASELINE_FORMULAS
 from evoprune.search import run_dir
 from evoprune.search.config import SearchConfig, pin_run_defining
 from evoprune.search.evaluation import MapFn, evaluate_population
 from evoprune.search.primitives import NotExpressible, sympy_to_tree, tree_from_string
-from evoprune.search.ranking import BASELINE_FORMULAS, hall_of_fame
+from evoprune.search.ranking import hall_of_fame
 from evoprune.search.rng import rng_state, seed_all, set_rng_state
 from evoprune.search.toolbox import build_toolbox
 

@@ -5,10 +5,6 @@ from __future__ import annotations
 
 import math
 
-# The built-in baselines written in the formula language (their leaves decide where they can be shown).
-BASELINE_FORMULAS = {"magnitude": "abs(W)", "wanda": "abs(W)*X", "ria": "(rownorm(abs(W)) + colnorm(abs(W)))*X**0.5",
-                     "pruner-zero": "W**2*mms(G)"}
-
 
 def hall_of_fame(cache: dict, n: int | None = None) -> list[tuple[str, dict]]:
     """Distinct rankings by (fitness, size, text); failures excluded. Formulas with the same masks, or the same

@@ -8,8 +8,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from evoprune.formula import formula_leaves, parse_formula, to_latex, to_text
+from evoprune.prune.metrics import BASELINE_FORMULAS
 from evoprune.search import run_dir
-from evoprune.search.ranking import BASELINE_FORMULAS, hall_of_fame, pareto_front
+from evoprune.search.ranking import hall_of_fame, pareto_front
 
 BEST_KEPT = 10
 PerplexityFn = Callable[[str], float]

@@ -95,6 +95,19 @@ def write_best(out: Path, payload: dict) -> None:
     atomic_write(out / BEST, (json.dumps(_finite(payload), indent=2, allow_nan=False) + "\n").encode())
 
 
+def read_best(out: Path) -> dict | None:
+    """best.json of a finished run (None before the run writes it); the one reader of the format `write_best`
+    writes, for export and reports."""
+    best = out / BEST
+    if not best.is_file():
+        return None
+    try:
+        payload = json.loads(best.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise EvopruneError(f"{best} is unreadable: {exc}") from None
+    return payload if isinstance(payload, dict) else None
+
+
 def _finite(value):
     if isinstance(value, dict):
         return {k: _finite(v) for k, v in value.items()}
