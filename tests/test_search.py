@@ -164,12 +164,12 @@ def test_resume_after_interruption_equals_uninterrupted(tmp_path):
     assert lines(tmp_path / "cut") == lines(tmp_path / "full")
 
 
-def test_resume_pins_the_run_defining_keys(tmp_path, capsys):
+def test_resume_pins_the_run_defining_keys(tmp_path, caplog):
     run_search(config(), tmp_path, map_fn_of(synthetic_evaluator()), stop_after=0)
     resumed = run_search(config(population=8, seed=99, generations=2), tmp_path, map_fn_of(synthetic_evaluator()),
                          resume=True)
     assert len(resumed["population"]) == 24 and resumed["config"]["seed"] == 3 and resumed["generation"] == 1
-    assert "keeps the checkpoint's population, seed" in capsys.readouterr().out
+    assert "keeps the checkpoint's population, seed" in caplog.text
 
 
 def test_run_directory_is_never_overwritten_without_force(tmp_path):

@@ -78,7 +78,7 @@ def test_search_then_resume_through_the_cli(tmp_path, capsys):
 def test_dashboard_renders_in_a_terminal():
     from rich.console import Console
 
-    from evoprune.search.dashboard import Dashboard
+    from evoprune.cli.dashboard import Dashboard
 
     console = Console(force_terminal=True, width=120, record=True)
     cache = {"X*Abs(W)": {"fitness": 0.1, "size": 4}, "W": {"fitness": float("inf"), "size": 1}}

@@ -8,6 +8,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from evoprune.cli.dashboard import Dashboard
+from evoprune.cli.progress import show_library_log
 from evoprune.errors import EvopruneError
 
 console = Console()
@@ -27,13 +29,16 @@ def search(
 ) -> None:
     """Evolve pruning metrics; writes config, candidates.jsonl, checkpoints and best.json into --out."""
     from evoprune.jobs.search import search_job
+
+    show_library_log()
     from evoprune.search.config import load_config, parse_overrides, with_overrides
 
     flags = {"generations": generations, "population": population, "seed": seed}
     changes = {**parse_overrides(overrides), **{k: v for k, v in flags.items() if v is not None}}
     cfg = with_overrides(load_config(config), changes)
     _check_workers(workers)
-    payload = search_job(cfg, out, force=force, workers=workers, address=address)
+    with Dashboard(cfg.generations) as dashboard:
+        payload = search_job(cfg, out, force=force, workers=workers, address=address, on_generation=dashboard.update)
     console.print(results_table(payload))
 
 
@@ -46,6 +51,8 @@ def resume(
 ) -> None:
     """Continue a run from its last checkpoint (same seed, same result as an uninterrupted run)."""
     from evoprune.jobs.search import resume_config, search_job
+
+    show_library_log()
     from evoprune.search.config import parse_overrides
 
     if not run.is_dir():
@@ -53,7 +60,9 @@ def resume(
     _check_workers(workers)
     changes = parse_overrides(overrides) | ({} if generations is None else {"generations": generations})
     cfg = resume_config(run, changes)
-    payload = search_job(cfg, run, resume=True, workers=workers, address=address)
+    with Dashboard(cfg.generations) as dashboard:
+        payload = search_job(cfg, run, resume=True, workers=workers, address=address,
+                             on_generation=dashboard.update)
     console.print(results_table(payload))
 
 

@@ -76,3 +76,17 @@ def status(message: str) -> Iterator[None]:
     else:
         print(f"[evoprune] {message}", file=sys.stderr, flush=True)
         yield
+
+
+def show_library_log() -> None:
+    """Library modules report through `logging` (never print): show evoprune's INFO and above as `[evoprune] ...`
+    lines on stderr, once."""
+    import logging
+
+    logger = logging.getLogger("evoprune")
+    if not any(getattr(h, "evoprune_cli", False) for h in logger.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("[evoprune] %(message)s"))
+        handler.evoprune_cli = True
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)

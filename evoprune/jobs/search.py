@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import sys
+import logging
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -14,9 +14,10 @@ from evoprune.jobs.inputs import check_search_inputs
 from evoprune.paths import StagedDir
 from evoprune.search import run_dir
 from evoprune.search.config import FREE_EVALUATION_KEYS, RUN_DEFINING, SearchConfig, config_from_dict, with_overrides
-from evoprune.search.dashboard import Dashboard
 from evoprune.search.loop import run_search
 from evoprune.search.report import finish_run
+
+log = logging.getLogger(__name__)  # the CLI shows these lines; library code never prints
 
 
 def _announced(perplexity: Callable[[str], float]) -> Callable[[str], float]:
@@ -24,14 +25,15 @@ def _announced(perplexity: Callable[[str], float]) -> Callable[[str], float]:
     def measured(formula: str) -> float:
         start = time.perf_counter()
         value = perplexity(formula)
-        print(f"[evoprune] perplexity {value:.2f} in {time.perf_counter() - start:.0f} s: {formula}", file=sys.stderr,
-              flush=True)
+        log.info("perplexity %.2f in %.0f s: %s", value, time.perf_counter() - start, formula)
         return value
     return measured
 
 
 def search_job(config: SearchConfig, out: Path, force: bool = False, resume: bool = False,
-               workers: int | None = None, address: str | None = None) -> dict:
+               workers: int | None = None, address: str | None = None,
+               on_generation: Callable[[dict, dict], None] | None = None) -> dict:
+    """Run (or resume) a search; `on_generation(stats, cache)` after every generation (the CLI's dashboard)."""
     from evoprune.distributed import open_pool
 
     check_search_inputs(config.evaluation)  # data, model, sizes: refused before `out` is touched
@@ -48,8 +50,7 @@ def search_job(config: SearchConfig, out: Path, force: bool = False, resume: boo
             raise
         if staged is not None:
             staged.commit()
-        with Dashboard(config.generations) as dashboard:
-            state = run_search(config, out, pool.map, resume=resume, on_generation=dashboard.update)
+        state = run_search(config, out, pool.map, resume=resume, on_generation=on_generation)
         evaluator = getattr(pool, "evaluator", None)
         if evaluator is None and config.rescore_top > 0:
             evaluator = Evaluator(config.evaluation)  # Ray pool: the driver needs its own model to re-score
@@ -68,6 +69,6 @@ def resume_config(out: Path, overrides: dict) -> SearchConfig:
             raise EvopruneError(f"{key} defines the run and cannot change on resume")
     config = with_overrides(config_from_dict(run_dir.read_config(out)), overrides)
     if fresh:
-        print(f"[evoprune] {out} has no checkpoint yet: starting it from generation 0", file=sys.stderr, flush=True)
+        log.warning("%s has no checkpoint yet: starting it from generation 0", out)
     run_dir.write_config(out, config.to_dict())
     return config

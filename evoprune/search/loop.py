@@ -3,6 +3,7 @@ eaSimple with elitism, plus a canonical-form cache and a checkpoint after every 
 
 from __future__ import annotations
 
+import logging
 import math
 import statistics
 import time
@@ -66,6 +67,7 @@ def generation_stats(generation: int, rows: list[dict], seconds: float) -> dict:
 
 
 # What DEAP, the RNGs and the config reader raise on values of the wrong shape inside a checkpoint.
+log = logging.getLogger(__name__)  # the CLI shows these lines; library code never prints
 _RESTORE_ERRORS = (NotExpressible, KeyError, TypeError, ValueError, IndexError, AttributeError, OverflowError)
 
 
@@ -87,7 +89,7 @@ def _resume_state(config: SearchConfig, out: Path) -> tuple[SearchConfig, dict |
     except _RESTORE_ERRORS as exc:
         raise _malformed(out, exc) from None
     if changed:
-        print(f"[evoprune] resume keeps the checkpoint's {', '.join(changed)}", flush=True)
+        log.warning("resume keeps the checkpoint's %s", ", ".join(changed))
     return config, state
 
 
