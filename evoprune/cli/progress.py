@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -78,15 +79,26 @@ def status(message: str) -> Iterator[None]:
         yield
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever sys.stderr is at the time of each record (a test may have replaced it)."""
+
+    evoprune_cli = True
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value) -> None:
+        pass
+
+
 def show_library_log() -> None:
     """Library modules report through `logging` (never print): show evoprune's INFO and above as `[evoprune] ...`
     lines on stderr, once."""
-    import logging
-
     logger = logging.getLogger("evoprune")
-    if not any(getattr(h, "evoprune_cli", False) for h in logger.handlers):
-        handler = logging.StreamHandler(sys.stderr)
+    if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
+        handler = _StderrHandler()
         handler.setFormatter(logging.Formatter("[evoprune] %(message)s"))
-        handler.evoprune_cli = True
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)
