@@ -55,6 +55,14 @@ def test_compressed_save_decompresses_to_the_dense_save(truncated_model_dir, tmp
     assert (tmp_path / "ct" / "model.safetensors").stat().st_size < (tmp_path / "dense" / "model.safetensors"
                                                                       ).stat().st_size
 
+    # evoprune's own loader (eval, prune --model) reads the compressed directory back to the same model
+    from evoprune.model.loading import load_model
+
+    reloaded = load_model(str(tmp_path / "ct"), "cpu", "float32").model.state_dict()
+    reference = load_model(str(tmp_path / "dense"), "cpu", "float32").model.state_dict()
+    assert sorted(reloaded) == sorted(reference)
+    assert all(torch.equal(reloaded[k], reference[k]) for k in reference)
+
     card = (tmp_path / "ct" / "README.md").read_text()
     report = json.loads((tmp_path / "ct" / "report.json").read_text())
     assert report["save_format"] == "compressed-tensors"

@@ -24,24 +24,19 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 
 from evoprune.errors import EvopruneError
 from evoprune.model.layers import decoder_blocks
+from evoprune.model.sparse_layout import WEIGHTS, decompress, load_decompressed  # noqa: F401 (re-exported)
 from evoprune.prune.masks import parse_pattern
 
 SAVE_FORMATS = ("safetensors", "compressed-tensors")
-_WEIGHTS = "model.safetensors"
 
 
 def _pack(mask: torch.Tensor) -> torch.Tensor:
     return torch.from_numpy(np.packbits(mask.cpu().numpy(), axis=-1, bitorder="little"))
-
-
-def _unpack(bits: torch.Tensor, shape: list[int]) -> torch.Tensor:
-    unpacked = np.unpackbits(bits.cpu().numpy(), axis=-1, count=shape[-1], bitorder="little")
-    return torch.from_numpy(unpacked.reshape(shape).astype(bool))
 
 
 def bitmask_compress(weight: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -62,16 +57,8 @@ def sparse24_compress(weight: torch.Tensor) -> dict[str, torch.Tensor]:
     mask = torch.zeros_like(groups, dtype=torch.bool)
     mask.scatter_(1, groups.abs().topk(2, dim=1).indices, True)
     mask = mask.reshape(rows, cols)
-    return {"shape": torch.tensor([rows, cols]).reshape(-1, 1), "compressed": weight[mask].reshape(rows, cols // 2).contiguous(),
-            "bitmask": _pack(mask)}
-
-
-def decompress(parts: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Dense weight from either layout (both store shape, non-zeros in row-major order and the bitmask)."""
-    shape = [int(x) for x in parts["shape"].flatten().tolist()]  # 2:4 stores it as a column
-    out = torch.zeros(shape, dtype=parts["compressed"].dtype)
-    out[_unpack(parts["bitmask"], shape)] = parts["compressed"].flatten()
-    return out
+    return {"shape": torch.tensor([rows, cols]).reshape(-1, 1),  # a column, as the library writes it
+            "compressed": weight[mask].reshape(rows, cols // 2).contiguous(), "bitmask": _pack(mask)}
 
 
 def _target_modules(model: nn.Module) -> dict[str, nn.Linear]:
@@ -124,28 +111,9 @@ def save_compressed(model: nn.Module, out: Path, pattern: str) -> dict:
              "transform_config": {}}
     for stale in out.glob("model*.safetensors*"):  # save_pretrained may have sharded: one file replaces all
         stale.unlink()
-    save_file(tensors, out / _WEIGHTS, metadata={"format": "pt"})
+    save_file(tensors, out / WEIGHTS, metadata={"format": "pt"})
     config_path = out / "config.json"
     config = json.loads(config_path.read_text())
     config["quantization_config"] = block
     config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
     return block
-
-
-def load_decompressed(directory: Path) -> dict[str, torch.Tensor]:
-    """The dense state dict of a directory written by `save_compressed` (the decompression check)."""
-    config = json.loads((directory / "config.json").read_text())
-    fmt = config.get("quantization_config", {}).get("sparsity_config", {}).get("format")
-    if fmt not in ("sparse-bitmask", "sparse-24-bitmask"):
-        raise EvopruneError(f"{directory} is not a compressed-tensors sparse save (format {fmt!r})")
-    stored = load_file(directory / _WEIGHTS)
-    grouped: dict[str, dict[str, torch.Tensor]] = {}
-    dense = {}
-    for key, tensor in stored.items():
-        module, _, part = key.rpartition(".")
-        if part in ("shape", "compressed", "bitmask", "row_offsets"):
-            grouped.setdefault(module, {})[part] = tensor
-        else:
-            dense[key] = tensor
-    dense.update({f"{module}.weight": decompress(parts) for module, parts in grouped.items()})
-    return dense

