@@ -29,6 +29,7 @@ from evoprune.fitness.strategies import BlockStrategy, FitnessStrategy, ModelStr
 from evoprune.model.layers import prunable_layers
 from evoprune.model.loading import load_model
 from evoprune.prune.allocation import OWL_M, layer_infos, owl_block_ratios, plan_targets
+from evoprune.prune.allocation_tree import layer_descriptors
 from evoprune.prune.apply import LayerTarget
 from evoprune.prune.masks import Pattern, check_sparsity, parse_pattern
 from evoprune.prune.method import Scorer, layer_leaves
@@ -50,9 +51,13 @@ def settings_of(spec: EvalSpec) -> list[tuple[float, Pattern]]:
 
 
 def targets_for(recipe: Recipe, leaves: Mapping[str, Mapping[str, torch.Tensor]], x: Mapping[str, torch.Tensor],
-                sparsity: float, pattern: Pattern) -> dict[str, LayerTarget]:
-    """Per-layer targets of a recipe's allocation from the leaves (OWL reads W and the dense X)."""
+                sparsity: float, pattern: Pattern,
+                descriptors: Mapping[str, torch.Tensor] | None = None) -> dict[str, LayerTarget]:
+    """Per-layer targets of a recipe's allocation from the leaves (OWL reads W and the dense X; a tree allocation
+    its per-layer `descriptors`, computed here when not given)."""
     infos = layer_infos({key: tuple(lv["W"].shape) for key, lv in leaves.items()})
+    if recipe.allocation.name == "tree" and descriptors is None and not pattern.structured:
+        descriptors = layer_descriptors(infos, lambda k: leaves[k]["W"], x.__getitem__)
     if recipe.allocation.name == "besa" and not pattern.structured:
         raise CandidateFailure("allocation besa trains on the model; it is not available inside a fitness")
     ratios = None
@@ -61,7 +66,7 @@ def targets_for(recipe: Recipe, leaves: Mapping[str, Mapping[str, torch.Tensor]]
                                   recipe.allocation.get("M", OWL_M))
     try:
         return plan_targets(recipe.allocation, infos, None if pattern.structured else sparsity, pattern.structured,
-                            ratios)
+                            ratios, descriptors=descriptors)
     except EvopruneError as exc:
         raise CandidateFailure(str(exc)) from exc
 
@@ -85,6 +90,7 @@ class RecipeEvaluator:
         self.settings = settings_of(spec)
         self.mask_cache: dict[str, float] = {}
         self._targets: dict[tuple[str, float, str], dict[str, LayerTarget]] = {}
+        self._descriptors: dict[str, torch.Tensor] | None = None  # the tree allocation's, computed once
 
     @classmethod
     def from_layers(cls, spec: EvalSpec, leaves: dict[str, dict[str, torch.Tensor]],
@@ -98,7 +104,11 @@ class RecipeEvaluator:
     def targets(self, recipe: Recipe, sparsity: float, pattern: Pattern) -> dict[str, LayerTarget]:
         key = (str(recipe.allocation), sparsity, str(pattern))
         if key not in self._targets:
-            self._targets[key] = targets_for(recipe, self.fitness.leaves, self.x, sparsity, pattern)
+            if recipe.allocation.name == "tree" and self._descriptors is None:
+                infos = layer_infos({k: tuple(lv["W"].shape) for k, lv in self.fitness.leaves.items()})
+                self._descriptors = layer_descriptors(infos, lambda k: self.fitness.leaves[k]["W"], self.x.__getitem__)
+            self._targets[key] = targets_for(recipe, self.fitness.leaves, self.x, sparsity, pattern,
+                                             self._descriptors)
         return self._targets[key]
 
     def evaluate_recipe(self, scorer: Scorer, recipe: Recipe, name: str) -> EvalResult:

@@ -36,6 +36,16 @@ def compile_formula(expr: sympy.Expr) -> Scorer:
     return scores
 
 
+def evaluate_vector(expr: sympy.Expr, env: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    """`expr` over same-shaped tensors named by its symbols (e.g. per-layer descriptor vectors), with the registry's
+    protected operators; a float32 tensor of that shape (a constant formula gives a constant tensor)."""
+    missing = {s.name for s in expr.free_symbols} - set(env)
+    if missing:
+        raise ValueError(f"formula uses unknown symbols {sorted(missing)}")
+    shape = next(iter(env.values())).shape
+    return _Walker({k: v.float() for k, v in env.items()}, shape).tensor(expr).float()
+
+
 def number(expr: sympy.Expr) -> float:
     """A sympy number as a float; beyond float range (10**400 is an exact sympy Integer) it is ±inf."""
     try:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import ast
 import math
 import unicodedata
+from collections.abc import Mapping
 
 import sympy
 
@@ -34,7 +35,10 @@ class FormulaError(EvopruneError):
     """A formula string outside the vocabulary (the message names what was refused)."""
 
 
-def parse_formula(text: str) -> sympy.Expr:
+def parse_formula(text: str, names: Mapping[str, sympy.Symbol] | None = None) -> sympy.Expr:
+    """`names`: the symbols a formula may use (default: the leaves W, X, G, Hinv; an allocation formula uses the
+    per-layer descriptors of `descriptors.py`)."""
+    names = LEAF_SYMBOLS if names is None else names
     if not isinstance(text, str) or not text.strip():
         raise FormulaError("empty formula")
     if len(text) > MAX_LENGTH:
@@ -42,7 +46,7 @@ def parse_formula(text: str) -> sympy.Expr:
     text = _ascii(text)
     try:
         tree = ast.parse(text.strip(), mode="eval")
-        return _build(tree.body)
+        return _build(tree.body, names)
     except SyntaxError as exc:
         raise FormulaError(f"formula is not an expression: {exc.msg}") from None
     except (RecursionError, MemoryError):
@@ -105,22 +109,23 @@ def _constant(node: ast.AST) -> float | None:
     return None
 
 
-def _build(node: ast.AST) -> sympy.Expr:
+def _build(node: ast.AST, names: Mapping[str, sympy.Symbol]) -> sympy.Expr:
     value = _constant(node)
     if value is not None:
         return sympy.Integer(int(value)) if value.is_integer() else sympy.Float(value)
     if isinstance(node, ast.Name):
-        if node.id in LEAF_SYMBOLS:
-            return LEAF_SYMBOLS[node.id]
-        raise FormulaError(f"unknown name {node.id!r} (leaves: {', '.join(LEAF_SYMBOLS)})")
+        if node.id in names:
+            return names[node.id]
+        raise FormulaError(f"unknown name {node.id!r} (leaves: {', '.join(names)})")
     if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
-        return _check_numbers(OPERATORS[_BINARY[type(node.op)]].sympy(_build(node.left), _build(node.right)), node)
+        left, right = _build(node.left, names), _build(node.right, names)
+        return _check_numbers(OPERATORS[_BINARY[type(node.op)]].sympy(left, right), node)
     if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Pow):
-        return _check_numbers(_power(node.left, node.right), node)
+        return _check_numbers(_power(node.left, node.right, names), node)
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
-        return -_build(node.operand) if isinstance(node.op, ast.USub) else _build(node.operand)
+        return -_build(node.operand, names) if isinstance(node.op, ast.USub) else _build(node.operand, names)
     if isinstance(node, ast.Call):
-        return _check_numbers(_call(node), node)
+        return _check_numbers(_call(node, names), node)
     raise FormulaError(f"not allowed in a formula: {type(node).__name__} ({ast.unparse(node)[:40]!r})")
 
 
@@ -139,11 +144,11 @@ def _exponent(node: ast.AST) -> float:
     raise FormulaError(f"exponent must be a number, got {ast.unparse(node)[:40]!r}")
 
 
-def _power(base: ast.AST, exponent: ast.AST) -> sympy.Expr:
-    return OPERATORS["pow"].sympy(_build(base), _exponent(exponent))
+def _power(base: ast.AST, exponent: ast.AST, names: Mapping[str, sympy.Symbol]) -> sympy.Expr:
+    return OPERATORS["pow"].sympy(_build(base, names), _exponent(exponent))
 
 
-def _call(node: ast.Call) -> sympy.Expr:
+def _call(node: ast.Call, names: Mapping[str, sympy.Symbol]) -> sympy.Expr:
     if not isinstance(node.func, ast.Name) or node.keywords:
         raise FormulaError(f"not allowed in a formula: call of {ast.unparse(node.func)[:40]!r}")
     name = _ALIASES.get(node.func.id, node.func.id)
@@ -153,5 +158,5 @@ def _call(node: ast.Call) -> sympy.Expr:
     if len(node.args) != op.arity:
         raise FormulaError(f"{name} takes {op.arity} argument(s), got {len(node.args)}")
     if name == "pow":
-        return _power(node.args[0], node.args[1])
-    return op.sympy(*(_build(arg) for arg in node.args))
+        return _power(node.args[0], node.args[1], names)
+    return op.sympy(*(_build(arg, names) for arg in node.args))

@@ -24,6 +24,7 @@ from evoprune.prune.allocation import (
     owl_block_ratios,
     plan_targets,
 )
+from evoprune.prune.allocation_tree import layer_descriptors
 from evoprune.prune.apply import MODES, LayerReport, Targets, prune_sequential, prune_with_stats
 from evoprune.prune.besa import besa_rates
 from evoprune.prune.masks import GROUPS, check_sparsity, parse_pattern
@@ -84,8 +85,12 @@ def plan_model_targets(loaded: LoadedModel, method: Method, spec: PruneSpec, cal
     recipe, pattern = spec.recipe, parse_pattern(spec.pattern)
     infos = model_infos(loaded.model)
     target = None if pattern.structured else spec.sparsity
-    block_ratios = rates = None
-    if not pattern.structured and recipe.allocation.name == "owl":
+    block_ratios = rates = descriptors = None
+    if not pattern.structured and recipe.allocation.name == "tree":  # descriptors of the dense model
+        stats = cached_dense_stats(loaded.model, windows, calib, progress=progress)
+        layers = prunable_layers(loaded.model)
+        descriptors = layer_descriptors(infos, lambda k: layers[k].weight(), lambda k: stats[k].X)
+    elif not pattern.structured and recipe.allocation.name == "owl":
         stats = cached_dense_stats(loaded.model, windows, calib, progress=progress)
         layers = prunable_layers(loaded.model)
         block_ratios = owl_block_ratios(infos, lambda k: wanda(layer_leaves(layers[k].weight(), stats[k])),
@@ -94,7 +99,7 @@ def plan_model_targets(loaded: LoadedModel, method: Method, spec: PruneSpec, cal
         if method.scorer is None or method.needs_grad:
             raise EvopruneError("allocation besa ranks weights by a score of W, X and Hinv (not G or sparsegpt)")
         rates = besa_rates(loaded.model, windows, method.scorer, target, recipe.allocation, progress)
-    return plan_targets(recipe.allocation, infos, target, pattern.structured, block_ratios, rates)
+    return plan_targets(recipe.allocation, infos, target, pattern.structured, block_ratios, rates, descriptors)
 
 
 def prune_loaded(loaded: LoadedModel, method: Method, spec: PruneSpec, calib: CalibSpec,
@@ -102,7 +107,7 @@ def prune_loaded(loaded: LoadedModel, method: Method, spec: PruneSpec, calib: Ca
     """Prune `loaded.model` in place with `method` and the spec's recipe; returns every layer's achieved sparsity."""
     spec.validate(method)
     recipe, pattern = spec.recipe, parse_pattern(spec.pattern)
-    needs_calib = method.needs_stats or recipe.needs_hessian or recipe.allocation.name in ("owl", "besa")
+    needs_calib = method.needs_stats or recipe.needs_hessian or recipe.allocation.name in ("owl", "besa", "tree")
     windows = calib_windows(loaded, calib) if needs_calib else None
     targets = plan_model_targets(loaded, method, spec, calib, windows, progress)
     if not needs_calib:  # magnitude alone: calibration cannot change the result, skip it

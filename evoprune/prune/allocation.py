@@ -11,6 +11,8 @@ prunable weights N (so the achieved overall sparsity is the target to within one
 - `depth`: target + slope·(relative depth − ½) + a per-projection offset (`q_proj=-0.05`, ...): plain numbers a
   search can turn.
 - `besa`: per-layer and per-row rates learned by block-wise reconstruction (`besa.py`).
+- `tree:delta=0.1;<formula>`: a formula over per-layer descriptors, ranked across layers, maps to sparsities in
+  [target − δ, target + δ] (`allocation_tree.py`; the search's allocation gene).
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from dataclasses import dataclass
 import torch
 
 from evoprune.errors import EvopruneError
+from evoprune.formula.descriptors import DESCRIPTORS
+from evoprune.prune.allocation_tree import TREE_DELTA, canonical_tree, tree_fractions
 from evoprune.prune.stages import StageSpec, parse_stage
 
 MAX_LAYER_SPARSITY = 0.99
@@ -29,6 +33,7 @@ ALLOCATIONS: dict[str, tuple[str, ...] | None] = {
     "owl": ("M", "lambda"),
     "depth": None,  # slope and per-projection offsets, any projection name
     "besa": ("rates", "epochs", "lr", "penalty", "samples", "rows"),
+    "tree": ("delta",),  # plus its formula after ';'
 }
 OWL_M, OWL_LAMBDA = 5.0, 0.08
 
@@ -58,7 +63,19 @@ class LayerInfo:
 
 
 def parse_allocation(text: str) -> StageSpec:
-    return parse_stage(text, "allocation", ALLOCATIONS)
+    """`name[:key=value,...]`, and for `tree` its formula over the descriptors after a ';' (canonicalised)."""
+    head, sep, formula = str(text).partition(";")
+    spec = parse_stage(head, "allocation", ALLOCATIONS)
+    if spec.name != "tree":
+        if sep:
+            raise EvopruneError(f"allocation {spec.name} takes no formula (only tree:delta=...;<formula> does)")
+        return spec
+    if not formula.strip():
+        raise EvopruneError("allocation tree needs a formula over the layer descriptors after ';' "
+                            f"(e.g. tree:delta=0.1;outlier; descriptors: {', '.join(DESCRIPTORS)})")
+    if not 0 <= spec.get("delta", TREE_DELTA) <= 0.5:
+        raise EvopruneError(f"allocation tree: delta must be in [0, 0.5], got {spec.get('delta', TREE_DELTA):g}")
+    return StageSpec(spec.name, spec.params, canonical_tree(formula))
 
 
 def layer_infos(shapes: Mapping[str, tuple[int, int]]) -> list[LayerInfo]:
@@ -158,10 +175,12 @@ def row_counts(row_fractions: torch.Tensor, count: int, cols: int) -> torch.Tens
 
 def plan_targets(spec: StageSpec, infos: list[LayerInfo], target: float | None, structured: bool,
                  block_ratios: Mapping[int, float] | None = None,
-                 row_rates: Mapping[str, torch.Tensor] | None = None) -> dict[str, int | torch.Tensor | None]:
+                 row_rates: Mapping[str, torch.Tensor] | None = None,
+                 descriptors: Mapping[str, torch.Tensor] | None = None) -> dict[str, int | torch.Tensor | None]:
     """Every layer's target: None under an N:M pattern, else exact pruned counts (per row for BESA).
-    `block_ratios` (OWL's outlier ratios per block) and `row_rates` (BESA's learned rates) come from a calibration
-    pass the caller ran (see `jobs/prune.py`)."""
+    `block_ratios` (OWL's outlier ratios per block), `row_rates` (BESA's learned rates) and `descriptors` (the
+    tree allocation's per-layer vectors, `allocation_tree.layer_descriptors`) come from a calibration pass the caller
+    ran (see `jobs/prune.py`)."""
     if structured:
         return {info.key: None for info in infos}
     if spec.name == "uniform":
@@ -172,6 +191,8 @@ def plan_targets(spec: StageSpec, infos: list[LayerInfo], target: float | None, 
         fractions = owl_fractions(infos, block_ratios, target, spec.get("lambda", OWL_LAMBDA))
     elif spec.name == "besa":
         fractions = {info.key: float(row_rates[info.key].mean()) for info in infos}
+    elif spec.name == "tree":
+        fractions = tree_fractions(infos, spec.expr, descriptors, target, spec.get("delta", TREE_DELTA))
     else:
         raise EvopruneError(f"unknown allocation {spec.name!r}")
     counts = exact_counts(fractions, infos, target)

@@ -1,4 +1,5 @@
-"""Stage settings as text: `name` or `name:key=value,key=value` (e.g. `owl:M=5,lambda=0.08`, `swaps:budget=32`).
+"""Stage settings as text: `name` or `name:key=value,key=value` (e.g. `owl:M=5,lambda=0.08`, `swaps:budget=32`);
+a stage driven by a formula adds it after a `;` (`tree:delta=0.1;depth*outlier`).
 
 One parser for every recipe stage, so the CLI, recipe JSON files and a search genome spell stages the same way.
 """
@@ -17,14 +18,14 @@ class StageSpec:
 
     name: str
     params: tuple[tuple[str, float], ...] = ()
+    expr: str = ""  # a stage driven by a formula (allocation `tree`): its canonical text, after a ';'
 
     def get(self, key: str, default: float) -> float:
         return dict(self.params).get(key, default)
 
     def __str__(self) -> str:
-        if not self.params:
-            return self.name
-        return self.name + ":" + ",".join(f"{k}={v:g}" for k, v in self.params)
+        text = self.name if not self.params else self.name + ":" + ",".join(f"{k}={v:g}" for k, v in self.params)
+        return text + (f";{self.expr}" if self.expr else "")
 
 
 def parse_stage(text: str, stage: str, known: dict[str, tuple[str, ...] | None]) -> StageSpec:
