@@ -8,6 +8,7 @@ with the standard error of that mean from the per-set binomial errors: sqrt(sum 
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import time
@@ -45,14 +46,19 @@ def check_limit(limit: int | None) -> int | None:
     return limit
 
 
+@functools.lru_cache(maxsize=2)
+def _manager(include_defaults: bool):
+    """Built once per process: a task index does not change while evoprune runs (tasks are built per run)."""
+    from lm_eval.tasks import TaskManager
+
+    return TaskManager(include_path=str(TASKS_DIR), include_defaults=include_defaults)
+
+
 def task_manager(names: Sequence[str]):
     """lm-eval's TaskManager over our definitions; its own catalogue is indexed only when a name needs it
     (indexing the thousands of built-in YAMLs costs seconds). Unknown names raise EvopruneError."""
-    from lm_eval.tasks import TaskManager
-
     local = local_task_names()
-    needs_defaults = any(n not in local for n in names)
-    manager = TaskManager(include_path=str(TASKS_DIR), include_defaults=needs_defaults)
+    manager = _manager(include_defaults=any(n not in local for n in names))
     unknown = [n for n in names if n not in manager.all_tasks]
     if unknown:
         raise EvopruneError(f"unknown lm-eval task {', '.join(map(repr, unknown))} "
