@@ -52,7 +52,7 @@ def main() -> None:
     loaded = load_model("smollm2-135m", args.device, "auto")
     calib, evaluation = CalibSpec("wikitext2", 32, 256, 0), PerplexitySpec("wikitext2", 512, 16384)
     windows = evaluation_windows(loaded, evaluation)
-    protocol = {**protocol_record(loaded, calib, evaluation), "blimp_limit": args.limit}
+    protocol = {**protocol_record(loaded, calib, evaluation), "blimp_limit": args.limit, "evolved": args.evolved}
     RESULTS.mkdir(exist_ok=True)
     rows = [json.loads(x) for x in ROWS.read_text().splitlines()] if args.resume and ROWS.is_file() else []
     if not args.resume:
@@ -109,7 +109,8 @@ def write(rows: list[dict], protocol: dict | None) -> None:
              "sentence gets the higher log-likelihood. Mean = unweighted mean over the 67 sets; ± is its standard "
              "error, sqrt(sum of per-set binomial variances)/67"
              + (f" ({min(se) * 100:.2f}-{max(se) * 100:.2f} points here)" if se else "") + ": two rows whose "
-             "accuracies differ by less than about 2.8 standard errors (√2 × 1.96) are not distinguishable at 95 %.",
+             "accuracies differ by less than about 2.8 standard errors (√2 × 1.96) are not distinguishable at 95 % "
+             "(a conservative rule: every row scores the same pairs, so paired differences vary less).",
              "Perplexity: wikitext2 test, first 16,384 tokens, 512-token windows. Pruning: calibration 32 x 256 "
              "tokens of wikitext2 valid, seed 0, sequential (block by block), comparison group row; "
              "pruner-zero is Pruner-Zero's evolved formula (built in; G from the dense model). fp32 on CPU.", "",
@@ -121,6 +122,13 @@ def write(rows: list[dict], protocol: dict | None) -> None:
         delta = f"{(r['blimp_acc'] - dense) * 100:+.1f}" if dense is not None and r["method"] != "dense" else "-"
         lines.append(f"| {r['method']} | {r['pattern']} | {r['sparsity']:.4f} | {r['perplexity']:.2f} | "
                      f"{r['blimp_acc'] * 100:.1f} | {r['blimp_stderr'] * 100:.1f} | {delta} |")
+    measured = {(r["method"], r["pattern"]) for r in rows}
+    evolved = (protocol or {}).get("evolved", EVOLVED)
+    missing = [f"{m} {p}" for m, p in [("dense", "-")] + [(m, p) for m in (*METHODS, evolved)
+                                                         for p in ("2:4", "unstructured")] if (m, p) not in measured]
+    if missing:
+        lines += ["", f"Not measured in this run (out of time; `python benchmarks/zeroshot.py --limit {limit} "
+                  f"--resume` adds them): {', '.join(missing)}."]
     lines += ["", "Per-set accuracies: `zeroshot.rows.jsonl` (`per_set`). Wall times there were taken on a shared "
               "2-core VM: upper bounds only; accuracies and perplexities do not depend on load."]
     (RESULTS / "zeroshot.md").write_text("\n".join(lines) + "\n")
