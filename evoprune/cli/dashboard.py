@@ -10,7 +10,7 @@ from rich.live import Live
 from rich.panel import Panel
 from rich.table import Table
 
-from evoprune.formula import parse_formula, to_text
+from evoprune.export.run_view import display_text
 from evoprune.search.ranking import hall_of_fame
 
 SPARK = "▁▂▃▄▅▆▇█"
@@ -57,7 +57,7 @@ class Dashboard:
         for col, justify in (("fitness", "right"), ("size", "right"), ("formula", "left")):
             top.add_column(col, justify=justify)
         for form, result in best:
-            top.add_row(f"{result['fitness']:.5f}", str(result["size"]), to_text(parse_formula(form)))
+            top.add_row(f"{result['fitness']:.5f}", str(result["size"]), display_text(form))
         trend = Table(title=f"fitness history {_spark([h['best'] for h in self.history])}")
         for col in ("gen", "best", "median", "evals", "failures", "s"):
             trend.add_column(col, justify="right")

@@ -11,19 +11,24 @@ from functools import cached_property
 from pathlib import Path
 
 from evoprune.errors import EvopruneError
-from evoprune.formula import FormulaError, parse_formula, to_text
+from evoprune.fitness.candidate import parse_candidate
+from evoprune.formula import parse_formula, to_text
 from evoprune.search import run_dir
 from evoprune.search.ranking import pareto_front
 from evoprune.search.report import best_rows as report_rows
+from evoprune.search.report import recipe_text
 
 STATUSES = ("finished", "in progress", "empty")
 
 
 def display_text(canonical: str) -> str:
-    """The one-line unicode rendering (|W|·X^0.5) of a canonical formula; the text itself if it does not parse."""
+    """The one-line unicode rendering (|W|·X^0.5) of a canonical formula or recipe (`|W|·X + obs`); the text
+    itself if it does not parse."""
     try:
+        if canonical.lstrip().startswith("{"):
+            return recipe_text(parse_candidate(canonical))
         return to_text(parse_formula(canonical))
-    except FormulaError:
+    except EvopruneError:
         return canonical
 
 

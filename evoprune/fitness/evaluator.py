@@ -193,12 +193,21 @@ class Evaluator(RecipeEvaluator):
         key = masks_hash(pruned, recipe)  # rank-equivalent formulas (a search's best vs a baseline): measured once
         if key in self.perplexity_cache:
             return self.perplexity_cache[key]
-        if self._eval_windows is None:
-            spec = PerplexitySpec(self.spec.eval_data, self.spec.eval_seqlen, self.spec.eval_max_tokens)
-            self._eval_windows = evaluation_windows(self.loaded, spec)
         self._apply({key_: new for key_, (_, new) in pruned.items()})
         try:
-            self.perplexity_cache[key] = window_perplexity(self.loaded.model, self._eval_windows)
+            self.perplexity_cache[key] = self.model_perplexity()
         finally:
             self._apply(None)
         return self.perplexity_cache[key]
+
+    def model_perplexity(self) -> float:
+        """Perplexity of the model as it is now on the evaluation split (a caller that pruned it another way,
+        e.g. sequentially, measures with this and then calls `restore`)."""
+        if self._eval_windows is None:
+            spec = PerplexitySpec(self.spec.eval_data, self.spec.eval_seqlen, self.spec.eval_max_tokens)
+            self._eval_windows = evaluation_windows(self.loaded, spec)
+        return window_perplexity(self.loaded.model, self._eval_windows)
+
+    def restore(self) -> None:
+        """The dense weights back in every prunable layer."""
+        self._apply(None)

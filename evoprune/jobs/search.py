@@ -9,13 +9,14 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from evoprune.errors import EvopruneError
-from evoprune.fitness.evaluator import Evaluator
+from evoprune.fitness.evaluator import Evaluator, settings_of
 from evoprune.jobs.inputs import check_search_inputs
+from evoprune.jobs.rescore import rescorer
 from evoprune.paths import StagedDir
 from evoprune.search import run_dir
 from evoprune.search.config import FREE_EVALUATION_KEYS, RUN_DEFINING, SearchConfig, config_from_dict, with_overrides
 from evoprune.search.loop import run_search
-from evoprune.search.report import finish_run
+from evoprune.search.report import finish_run, hand_made_recipes
 
 log = logging.getLogger(__name__)  # the CLI shows these lines; library code never prints
 
@@ -54,9 +55,18 @@ def search_job(config: SearchConfig, out: Path, force: bool = False, resume: boo
         evaluator = getattr(pool, "evaluator", None)
         if evaluator is None and config.rescore_top > 0:
             evaluator = Evaluator(config.evaluation)  # Ray pool: the driver needs its own model to re-score
-        perplexity = _announced(evaluator.perplexity) if config.rescore_top > 0 else None
+        perplexity, recipes = None, None
+        if config.rescore_top > 0:
+            sparsity, pattern = settings_of(config.evaluation)[0]  # the table's setting: the first one scored
+            perplexity = _announced(rescorer(evaluator, config.rescore_mode, sparsity, pattern))
+            recipes = hand_made_recipes(config.refine_choices, config.update_choices, config.allocation_tree)
+            if config.rescore_mode == "dense":  # SparseGPT chooses its own mask: only the pruning job runs it
+                recipes.pop("sparsegpt", None)
         protocol = evaluator.protocol() if evaluator is not None else {}
-        return finish_run(out, state, config.rescore_top, config.evaluation.leaves, protocol, perplexity)
+        if perplexity is not None:
+            protocol = {**protocol, "rescore_mode": config.rescore_mode,
+                        "rescore_setting": {"sparsity": sparsity, "pattern": str(pattern)}}
+        return finish_run(out, state, config.rescore_top, config.evaluation.leaves, protocol, perplexity, recipes)
 
 
 def resume_config(out: Path, overrides: dict) -> SearchConfig:

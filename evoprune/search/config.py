@@ -16,7 +16,11 @@ from evoprune.search.value_types import check_value
 # `rescore_top` and `evaluation.device` may change.
 RUN_DEFINING = ("leaves", "operators", "powers", "constants", "population", "seed", "init_min_height",
                 "init_max_height", "max_height", "max_size", "cx_prob", "mut_prob", "tournament", "elitism",
-                "seed_baselines", "evaluation")
+                "seed_baselines", "evaluation", "selection", "allocation_tree", "allocation_delta", "allocation_leaves",
+                "allocation_operators", "allocation_max_size", "refine_choices", "update_choices")
+SELECTIONS = ("tournament", "nsga2")
+# Operators an allocation tree may use over the per-layer vectors (rownorm/colnorm need a matrix; pow: `powers`).
+VECTOR_OPERATORS = ("add", "sub", "mul", "div", "neg", "abs", "sqr", "sqrt", "log", "exp", "tanh", "mms", "zscore")
 FREE_EVALUATION_KEYS = ("device",)
 
 
@@ -39,6 +43,16 @@ class SearchConfig:
     seed: int = 0
     seed_baselines: bool = False  # start from scratch by default; True puts the built-ins into generation 0
     rescore_top: int = 3  # best formulas re-scored by perplexity at the end
+    rescore_mode: str = "dense"  # the final table: dense statistics (fast) or the sequential protocol (papers')
+    # Recipe genes (any of them on: an individual is a recipe, see genome.py). `nsga2`: NSGA-II over (fitness, size).
+    selection: str = "tournament"
+    allocation_tree: bool = False  # evolve a second tree over the per-layer descriptors (allocation tree:...)
+    allocation_delta: float = 0.1  # per-layer sparsity within [s - delta, s + delta] (before the budget shift)
+    allocation_leaves: tuple[str, ...] = ("depth", "attn", "qk", "out", "outlier", "energy", "spread")
+    allocation_operators: tuple[str, ...] = ("add", "sub", "mul", "div", "neg", "abs", "sqrt", "log")
+    allocation_max_size: int = 9
+    refine_choices: tuple[str, ...] = ("none",)  # categorical gene: drawn from these (none, swaps[:...])
+    update_choices: tuple[str, ...] = ("none",)  # categorical gene: none, obs[:...]
     evaluation: EvalSpec = field(default_factory=EvalSpec)
 
     def __post_init__(self) -> None:
@@ -60,6 +74,40 @@ class SearchConfig:
             raise EvopruneError(f"elitism must be in [0, population), got {self.elitism}")
         if not (0 <= self.cx_prob <= 1 and 0 <= self.mut_prob <= 1):
             raise EvopruneError("cx_prob and mut_prob must be in [0, 1]")
+        self._check_recipe_genes()
+
+    def _check_recipe_genes(self) -> None:
+        from evoprune.formula.descriptors import DESCRIPTORS
+        from evoprune.prune.refine import parse_refine
+        from evoprune.prune.update import parse_update
+
+        if self.rescore_mode not in ("dense", "sequential"):
+            raise EvopruneError(f"unknown rescore_mode {self.rescore_mode!r} (use dense, sequential)")
+        if self.selection not in SELECTIONS:
+            raise EvopruneError(f"unknown selection {self.selection!r} (use {', '.join(SELECTIONS)})")
+        if self.selection == "nsga2" and self.population % 4:
+            raise EvopruneError(f"selection nsga2 needs a population divisible by 4, got {self.population}")
+        unknown = set(self.allocation_leaves) - set(DESCRIPTORS)
+        if unknown or not self.allocation_leaves:
+            raise EvopruneError(f"allocation_leaves: unknown {sorted(unknown)} (use {', '.join(DESCRIPTORS)})")
+        bad_ops = set(self.allocation_operators) - set(VECTOR_OPERATORS)
+        if bad_ops:
+            raise EvopruneError(f"allocation_operators: {sorted(bad_ops)[0]!r} is not an operator over layer vectors")
+        if not 0 <= self.allocation_delta <= 0.5:
+            raise EvopruneError(f"allocation_delta must be in [0, 0.5], got {self.allocation_delta}")
+        if self.allocation_max_size < 1:
+            raise EvopruneError(f"allocation_max_size must be >= 1, got {self.allocation_max_size}")
+        for key, parse in (("refine_choices", parse_refine), ("update_choices", parse_update)):
+            if not getattr(self, key):
+                raise EvopruneError(f"{key} must list at least one choice (none for the stage off)")
+            for text in getattr(self, key):
+                parse(text)
+
+    @property
+    def recipe_genome(self) -> bool:
+        """Individuals are recipes (score tree + allocation tree + stage genes) rather than bare formulas."""
+        return (self.allocation_tree or self.selection == "nsga2" or self.refine_choices != ("none",)
+                or self.update_choices != ("none",))
 
     def to_dict(self) -> dict:
         return _plain(asdict(self))
@@ -136,6 +184,8 @@ def pin_run_defining(config: SearchConfig, saved: dict) -> tuple[SearchConfig, l
     """On resume: the run-defining keys take the checkpoint's values. Returns the config and the keys changed."""
     raw, changed = config.to_dict(), []
     for key in RUN_DEFINING:
+        if key not in saved:  # a checkpoint from before this key existed: the run used its default
+            saved = {**saved, key: _plain(SearchConfig.__dataclass_fields__[key].default)}
         theirs = dict(saved[key]) if key == "evaluation" else saved[key]
         if key == "evaluation":
             theirs.update({k: raw[key][k] for k in FREE_EVALUATION_KEYS})

@@ -32,9 +32,13 @@ def _clean(result: dict | None, size: int | None) -> dict:
             "mask_hash": result.get("mask_hash"), "cached": bool(result.get("cached")), "size": size}
 
 
-def evaluate_population(population: list, generation: int, pset, cache: dict, map_fn: MapFn) -> list[dict]:
-    """Set every individual's fitness; return one log row per individual (candidates.jsonl)."""
-    keyed = [canonical_of(ind, pset) for ind in population]
+def evaluate_population(population: list, generation: int, genome, cache: dict, map_fn: MapFn) -> list[dict]:
+    """Set every individual's fitness; return one log row per individual (candidates.jsonl). `genome` keys the
+    individuals (`genome.py`); a bare primitive set keys formula trees."""
+    key = getattr(genome, "key", lambda ind: canonical_of(ind, genome))
+    text = getattr(genome, "text", str)
+    values = getattr(genome, "fitness_values", lambda fitness, size: (fitness,))
+    keyed = [key(ind) for ind in population]
     todo: dict[str, int | None] = {}
     for form, size, reason in keyed:
         if form in cache or form in todo:
@@ -52,10 +56,10 @@ def evaluate_population(population: list, generation: int, pset, cache: dict, ma
     rows, fresh = [], set(todo)
     for ind, (form, _, _) in zip(population, keyed, strict=True):
         result = cache[form]
-        ind.fitness.values = (result["fitness"],)
+        ind.fitness.values = values(result["fitness"], result["size"])
         new = form in fresh
         fresh.discard(form)
-        rows.append({"generation": generation, "formula": str(ind), "canonical": form,
+        rows.append({"generation": generation, "formula": text(ind), "canonical": form,
                      "fitness": result["fitness"], "reason": result["reason"],
                      "seconds": result["seconds"] if new else 0.0, "cached": (not new) or result["cached"],
                      "evaluated": new})

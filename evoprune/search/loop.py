@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from deap import algorithms, creator, tools
+from deap import algorithms, tools
 
 from evoprune.errors import EvopruneError
 from evoprune.formula import parse_formula
@@ -18,44 +18,57 @@ from evoprune.prune.metrics import BASELINE_FORMULAS
 from evoprune.search import run_dir
 from evoprune.search.config import SearchConfig, pin_run_defining
 from evoprune.search.evaluation import MapFn, evaluate_population
-from evoprune.search.primitives import NotExpressible, sympy_to_tree, tree_from_string
+from evoprune.search.genome import FormulaGenome, build_search
+from evoprune.search.primitives import NotExpressible, sympy_to_tree
 from evoprune.search.ranking import hall_of_fame
 from evoprune.search.rng import rng_state, seed_all, set_rng_state
-from evoprune.search.toolbox import build_toolbox
 
 HALL_OF_FAME = 10
 
 
-def initial_population(config: SearchConfig, toolbox, pset) -> list:
-    """Ramped half-and-half from scratch; with `seed_baselines`, the expressible built-ins replace the first few."""
+def initial_population(config: SearchConfig, toolbox, genome: FormulaGenome) -> list:
+    """Ramped half-and-half from scratch; with `seed_baselines`, the expressible built-ins replace the first few
+    (as recipes: their score, with allocation and stage genes drawn like any other individual's)."""
     population = toolbox.population(n=config.population)
     if config.seed_baselines:
         seeds = []
         for text in BASELINE_FORMULAS.values():
             try:
-                seeds.append(creator.EvoIndividual(sympy_to_tree(parse_formula(text), pset)))
+                seeds.append(genome.individual(sympy_to_tree(parse_formula(text), genome.pset)))
             except NotExpressible:
                 continue  # the configured primitives or leaves cannot write this baseline
         population[: len(seeds)] = seeds[: config.population]
     return population
 
 
-def next_generation(population: list, config: SearchConfig, toolbox, retries: int = 3) -> list:
-    """Elites + varied tournament winners. An offspring identical to one already in the new generation is
-    mutated again (up to `retries` times): small populations otherwise collapse onto a few tiny trees."""
-    elite = [toolbox.clone(ind) for ind in tools.selBest(population, config.elitism)]
-    offspring = toolbox.select(population, len(population) - config.elitism)
-    offspring = algorithms.varAnd(offspring, toolbox, config.cx_prob, config.mut_prob)
-    seen = {str(ind) for ind in elite}
+def _distinct(offspring: list, seen: set, toolbox, text, retries: int) -> list:
+    """An offspring identical to one already kept is mutated again (up to `retries` times): small populations
+    otherwise collapse onto a few tiny trees."""
     for i, ind in enumerate(offspring):
         for _ in range(retries):
-            if str(ind) not in seen:
+            if text(ind) not in seen:
                 break
             (ind,) = toolbox.mutate(toolbox.clone(ind))
             del ind.fitness.values
         offspring[i] = ind
-        seen.add(str(ind))
-    return elite + offspring
+        seen.add(text(ind))
+    return offspring
+
+
+def next_generation(population: list, config: SearchConfig, toolbox, retries: int = 3, text=str) -> list:
+    """Elites + varied tournament winners (distinct from each other where a few re-mutations make them so)."""
+    elite = [toolbox.clone(ind) for ind in tools.selBest(population, config.elitism)]
+    offspring = toolbox.select(population, len(population) - config.elitism)
+    offspring = algorithms.varAnd(offspring, toolbox, config.cx_prob, config.mut_prob)
+    return elite + _distinct(offspring, {text(ind) for ind in elite}, toolbox, text, retries)
+
+
+def nsga2_offspring(population: list, config: SearchConfig, toolbox, text, retries: int = 3) -> list:
+    """NSGA-II's offspring: dominance-and-crowding tournaments (selTournamentDCD) over the current front order,
+    varied, distinct from the parents. `population` must carry crowding distances (selNSGA2 sets them)."""
+    parents = tools.selTournamentDCD(population, len(population))
+    offspring = algorithms.varAnd([toolbox.clone(ind) for ind in parents], toolbox, config.cx_prob, config.mut_prob)
+    return _distinct(offspring, {text(ind) for ind in population}, toolbox, text, retries)
 
 
 def generation_stats(generation: int, rows: list[dict], seconds: float) -> dict:
@@ -93,14 +106,31 @@ def _resume_state(config: SearchConfig, out: Path) -> tuple[SearchConfig, dict |
     return config, state
 
 
-def restore_population(state: dict, pset, out: Path) -> list:
+def restore_population(state: dict, genome: FormulaGenome, out: Path) -> list:
     """The checkpoint's RNG states and population; a damaged or crafted checkpoint is one error, not a traceback
     (its structure was checked on load; these are the values DEAP and the RNGs themselves refuse)."""
     try:
         set_rng_state(state["rng"])
-        return [creator.EvoIndividual(tree_from_string(s, pset)) for s in state["population"]]
+        return [genome.parse(s) for s in state["population"]]
     except _RESTORE_ERRORS as exc:
         raise _malformed(out, exc) from None
+
+
+def _step(population: list, generation: int, config: SearchConfig, toolbox, genome: FormulaGenome, cache: dict,
+          map_fn: MapFn) -> tuple[list, list[dict]]:
+    """One generation: (new population, log rows of the candidates it evaluated)."""
+    if generation == 0:
+        return population, evaluate_population(population, generation, genome, cache, map_fn)
+    if config.selection != "nsga2":
+        population = next_generation(population, config, toolbox, text=genome.text)
+        return population, evaluate_population(population, generation, genome, cache, map_fn)
+    # NSGA-II (mu + lambda): parents ranked by fronts and crowding (also sets the distances DCD reads; the same
+    # call on a fresh or a resumed population, so a resume continues identically), offspring, then the best
+    # len(population) of parents and offspring together.
+    parents = tools.selNSGA2(population, len(population))
+    offspring = nsga2_offspring(parents, config, toolbox, genome.text)
+    rows = evaluate_population(offspring, generation, genome, cache, map_fn)
+    return tools.selNSGA2(parents + offspring, len(population)), rows
 
 
 def run_search(config: SearchConfig, out: Path, map_fn: MapFn, resume: bool = False,
@@ -109,25 +139,23 @@ def run_search(config: SearchConfig, out: Path, map_fn: MapFn, resume: bool = Fa
     cache, hall of fame, history, RNG states). `stop_after=k` stops after generation k (to test resume)."""
     out = Path(out)
     config, state = _resume_state(config, out) if resume else (config, None)
-    toolbox, pset = build_toolbox(config)
+    toolbox, genome = build_search(config)
     if state is None:
         seed_all(config.seed)
-        population = initial_population(config, toolbox, pset)
+        population = initial_population(config, toolbox, genome)
         state = {"generation": -1, "cache": {}, "history": [], "population": []}
         if resume:  # stopped before the first checkpoint: drop generation 0's partial log, start it again
             run_dir.truncate_candidates(out, -1)
     else:
-        population = restore_population(state, pset, out)
-        evaluate_population(population, state["generation"], pset, state["cache"], map_fn)  # fitness from cache
+        population = restore_population(state, genome, out)
+        evaluate_population(population, state["generation"], genome, state["cache"], map_fn)  # fitness from cache
         run_dir.truncate_candidates(out, state["generation"])
     for generation in range(state["generation"] + 1, config.generations):
         start = time.perf_counter()
-        if generation > 0:
-            population = next_generation(population, config, toolbox)
-        rows = evaluate_population(population, generation, pset, state["cache"], map_fn)
+        population, rows = _step(population, generation, config, toolbox, genome, state["cache"], map_fn)
         run_dir.append_candidates(out, rows)
         state["history"].append(generation_stats(generation, rows, time.perf_counter() - start))
-        state.update(generation=generation, population=[str(ind) for ind in population], rng=rng_state(),
+        state.update(generation=generation, population=[genome.text(ind) for ind in population], rng=rng_state(),
                      config=config.to_dict(), hall_of_fame=[f for f, _ in hall_of_fame(state["cache"], HALL_OF_FAME)])
         run_dir.save_checkpoint(out, state)
         if on_generation is not None:

@@ -16,6 +16,7 @@ from deap import gp
 
 from evoprune.formula.canonical import normalize_numbers
 from evoprune.formula.compile import number
+from evoprune.formula.descriptors import DESCRIPTOR_SYMBOLS
 from evoprune.formula.leaves import LEAF_SYMBOLS
 from evoprune.formula.operators import OPERATORS
 
@@ -109,6 +110,8 @@ def _node_to_sympy(node, args, pset) -> sympy.Expr:
     name = node.value if isinstance(node.value, str) else None  # renamed argument: readable name in .value
     if name in LEAF_SYMBOLS:
         return LEAF_SYMBOLS[name]
+    if name in DESCRIPTOR_SYMBOLS:  # an allocation tree's terminals
+        return DESCRIPTOR_SYMBOLS[name]
     return sympy.Float(float(node.value)) if not float(node.value).is_integer() else sympy.Integer(int(node.value))
 
 

@@ -7,8 +7,10 @@ import math
 from collections.abc import Callable
 from pathlib import Path
 
+from evoprune.fitness.candidate import candidate_text, parse_candidate
 from evoprune.formula import formula_leaves, parse_formula, to_latex, to_text
 from evoprune.prune.metrics import BASELINE_FORMULAS
+from evoprune.prune.recipe import Recipe
 from evoprune.search import run_dir
 from evoprune.search.ranking import hall_of_fame, pareto_front
 
@@ -25,21 +27,59 @@ def _perplexity(fn: PerplexityFn | None, formula: str) -> tuple[float | None, st
         return None, f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
 
 
+def recipe_text(recipe: Recipe) -> str:
+    """One line: the score's unicode text, then the stages that are not off (`|W|·X + tree:...;depth + obs`)."""
+    stages = [str(s) for s in (recipe.allocation, recipe.refine, recipe.update) if s.name not in ("uniform", "none")]
+    return " + ".join([to_text(parse_formula(recipe.score)), *stages])
+
+
 def best_rows(state: dict, rescore_top: int, perplexity_fn: PerplexityFn | None) -> list[dict]:
+    """Best first. `canonical` is the cache key the evaluators scored (a formula, or a recipe's canonical JSON);
+    `formula` the score formula, `recipe` the whole recipe (stages `uniform`/`none` for a bare formula)."""
     rows = []
     for i, (form, result) in enumerate(hall_of_fame(state["cache"], BEST_KEPT)):
         ppl, error = _perplexity(perplexity_fn if i < rescore_top else None, form)
-        expr = parse_formula(form)
-        rows.append({"formula": form, "canonical": form, "fitness": result["fitness"], "size": result["size"],
-                     "perplexity": ppl, "perplexity_error": error, "text": to_text(expr), "latex": to_latex(expr)})
+        recipe = parse_candidate(form)
+        expr = parse_formula(recipe.score)
+        rows.append({"formula": recipe.score, "canonical": form, "recipe": recipe.to_dict(),
+                     "fitness": result["fitness"], "size": result["size"], "perplexity": ppl,
+                     "perplexity_error": error, "text": recipe_text(recipe), "latex": to_latex(expr)})
     return rows
 
 
-def baseline_rows(available_leaves: tuple[str, ...], perplexity_fn: PerplexityFn | None) -> list[dict]:
-    """Every built-in baseline the evaluator's leaves can compute, re-scored exactly like the best formulas."""
+def hand_made_recipes(refine_choices: tuple[str, ...], update_choices: tuple[str, ...],
+                      allocation_tree: bool) -> dict[str, str]:
+    """The published recipes a recipe search competes with, by the genes it has: Wanda with OWL (allocation),
+    swaps (refinement), the OBS update, all of them, and SparseGPT (its own update-aware mask) when updates are on."""
+    refine = next((r for r in refine_choices if r != "none"), None)
+    update = next((u for u in update_choices if u != "none"), None)
+    out = {}
+    if allocation_tree:
+        out["wanda+owl"] = Recipe.parse("wanda", "owl")
+    if refine:
+        out["wanda+swaps"] = Recipe.parse("wanda", refine=refine)
+    if update:
+        out["wanda+obs"] = Recipe.parse("wanda", update=update)
+    if update and (refine or allocation_tree):
+        out["wanda+all"] = Recipe.parse("wanda", "owl" if allocation_tree else "uniform", refine or "none", update)
+    texts = {name: candidate_text(r) for name, r in out.items()}
+    if update:
+        texts["sparsegpt"] = "sparsegpt"
+    return texts
+
+
+def baseline_rows(available_leaves: tuple[str, ...], perplexity_fn: PerplexityFn | None,
+                  recipes: dict[str, str] | None = None) -> list[dict]:
+    """Every built-in baseline the evaluator's leaves can compute, and the hand-made `recipes` (name -> candidate
+    string), re-scored exactly like the best formulas."""
     rows = []
     for name, text in BASELINE_FORMULAS.items():
         if perplexity_fn is None or not formula_leaves(parse_formula(text)) <= set(available_leaves):
+            continue
+        ppl, error = _perplexity(perplexity_fn, text)
+        rows.append({"method": name, "formula": text, "perplexity": ppl, "perplexity_error": error})
+    for name, text in (recipes or {}).items():
+        if perplexity_fn is None:
             continue
         ppl, error = _perplexity(perplexity_fn, text)
         rows.append({"method": name, "formula": text, "perplexity": ppl, "perplexity_error": error})
@@ -59,10 +99,11 @@ def cache_summary(state: dict) -> dict:
 
 
 def finish_run(out: Path, state: dict, rescore_top: int, available_leaves: tuple[str, ...], protocol: dict,
-               perplexity_fn: PerplexityFn | None) -> dict:
-    """Write best.json and return its payload. `available_leaves`: what the evaluator computes (for baselines)."""
+               perplexity_fn: PerplexityFn | None, recipes: dict[str, str] | None = None) -> dict:
+    """Write best.json and return its payload. `available_leaves`: what the evaluator computes (for baselines);
+    `recipes`: hand-made recipes re-scored beside them (`hand_made_recipes`)."""
     payload = {"best": best_rows(state, rescore_top, perplexity_fn),
-               "baselines": baseline_rows(available_leaves, perplexity_fn),
+               "baselines": baseline_rows(available_leaves, perplexity_fn, recipes),
                "pareto": pareto_front(state["cache"]), "history": state["history"], "protocol": protocol,
                "cache": cache_summary(state)}
     run_dir.write_best(out, payload)

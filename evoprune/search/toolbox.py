@@ -17,7 +17,7 @@ if not hasattr(creator, "EvoFitness"):
     creator.create("EvoIndividual", gp.PrimitiveTree, fitness=creator.EvoFitness)
 
 
-def _mutate(individual, expr, pset):
+def mutate_tree(individual, expr, pset):
     """One of several mutations, chosen at random: uniform subtree, node replacement, shrink, ephemeral."""
     choice = random.random()
     if choice < 0.4:
@@ -38,8 +38,13 @@ def build_toolbox(config: SearchConfig) -> tuple[base.Toolbox, gp.PrimitiveSet]:
     tb.register("select", tools.selTournament, tournsize=config.tournament)
     tb.register("mate", gp.cxOnePoint)
     tb.register("expr_mut", gp.genFull, min_=0, max_=2)
-    tb.register("mutate", _mutate, expr=tb.expr_mut, pset=pset)
+    tb.register("mutate", mutate_tree, expr=tb.expr_mut, pset=pset)
+    limit_variation(tb, config)
+    return tb, pset
+
+
+def limit_variation(tb: base.Toolbox, config: SearchConfig) -> None:
+    """Bloat control on the registered mate and mutate: an offspring over the limits is its parent again."""
     for name in ("mate", "mutate"):
         tb.decorate(name, gp.staticLimit(key=operator.attrgetter("height"), max_value=config.max_height))
         tb.decorate(name, gp.staticLimit(key=len, max_value=config.max_size))
-    return tb, pset

@@ -1,0 +1,174 @@
+"""Recipe genomes: score tree + allocation tree + stage genes, NSGA-II, exact budgets, resume (model-free: the
+synthetic layer-fitness evaluator)."""
+
+import json
+import random
+
+import pytest
+import torch
+from deap import gp, tools
+
+from evoprune.errors import EvopruneError
+from evoprune.fitness.candidate import compile_score, parse_candidate
+from evoprune.prune.allocation import MAX_LAYER_SPARSITY, layer_infos, parse_allocation, plan_targets
+from evoprune.prune.allocation_tree import normalised_ranks, tree_fractions
+from evoprune.prune.masks import parse_pattern
+from evoprune.prune.recipe import Recipe
+from evoprune.search import run_dir
+from evoprune.search.config import SearchConfig
+from evoprune.search.genome import RecipeGenome, build_search
+from evoprune.search.loop import run_search
+from evoprune.search.ranking import pareto_front
+from evoprune.search.rng import seed_all
+from tests.synthetic import SYNTHETIC_SPEC, synthetic_evaluator
+
+OPS = ("add", "sub", "mul", "div", "abs", "sqr", "sqrt", "log")
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def config(**kw):
+    base = dict(leaves=("W", "X", "Hinv"), operators=OPS, population=16, generations=4, seed=5, rescore_top=0,
+                evaluation=SYNTHETIC_SPEC, selection="nsga2", allocation_tree=True, allocation_delta=0.2,
+                refine_choices=("none", "swaps"), update_choices=("none", "obs"))
+    return SearchConfig(**{**base, **kw})
+
+
+def map_fn_of(ev):
+    return lambda candidates: [ev.evaluate(c) for c in candidates]
+
+
+def test_genome_to_json_to_recipe_gives_the_same_masks_and_weights():
+    ev = synthetic_evaluator()
+    toolbox, genome = build_search(config())
+    seed_all(0)
+    checked = 0
+    for ind in toolbox.population(n=60):
+        key, _, reason = genome.key(ind)
+        again = genome.parse(genome.text(ind))  # the checkpoint's form
+        assert genome.key(again) == (key, *genome.key(ind)[1:])
+        if reason is not None:
+            continue
+        recipe = parse_candidate(key)  # what an evaluator receives
+        assert recipe.refine.name == ind.refine and recipe.update.name == ind.update
+        reread = Recipe.from_dict(json.loads(json.dumps(recipe.to_dict())))
+        assert reread == recipe
+        pattern = parse_pattern("unstructured")
+        try:
+            scorer = compile_score(recipe.score, 256)
+            first = ev.fitness.prune(scorer, recipe, ev.targets(recipe, 0.5, pattern), pattern)
+        except Exception:  # noqa: BLE001 -- a candidate that cannot rank weights (constant scores) has no masks
+            continue
+        fresh = synthetic_evaluator()  # no cached targets or descriptors
+        second = fresh.fitness.prune(compile_score(reread.score, 256), reread, fresh.targets(reread, 0.5, pattern),
+                                     pattern)
+        for k in first:
+            assert torch.equal(first[k][0], second[k][0]) and torch.equal(first[k][1], second[k][1])
+        checked += 1
+    assert checked >= 20
+
+
+def test_every_allocation_tree_meets_the_budget_exactly():
+    genome = RecipeGenome(config(), build_search(config())[1].pset)
+    gen = torch.Generator().manual_seed(1)
+    random.seed(2)
+    for trial in range(200):
+        blocks = 1 + trial % 5
+        shapes = {f"{b}.{name}": (int(torch.randint(1, 40, (1,), generator=gen)),
+                                  int(torch.randint(1, 40, (1,), generator=gen)))
+                  for b in range(blocks) for name in ("self_attn.q_proj", "mlp.down_proj", "mlp.up_proj")}
+        infos = layer_infos(shapes)
+        descriptors = {name: torch.randn(len(infos), generator=gen, dtype=torch.float64)
+                       for name in ("depth", "attn", "qk", "out", "outlier", "energy", "spread")}
+        tree = gp.PrimitiveTree(gp.genHalfAndHalf(genome.alloc_pset, 1, 4))
+        ind = genome.individual([n for n in gp.genFull(genome.pset, 1, 1)])
+        ind.alloc = tree
+        text, _ = genome.allocation(ind)
+        spec = parse_allocation(text)
+        target = float(torch.rand(1, generator=gen)) * 0.9
+        try:
+            counts = plan_targets(spec, infos, target, False, descriptors=descriptors)
+        except EvopruneError as exc:
+            assert "not finite" in str(exc)  # e.g. exp overflow: the candidate fails, never a wrong budget
+            continue
+        total = sum(i.numel for i in infos)
+        assert sum(counts.values()) == round(target * total), text
+        assert all(0 <= counts[i.key] <= MAX_LAYER_SPARSITY * i.numel for i in infos)
+        if spec.name == "tree":
+            fractions = tree_fractions(infos, spec.expr, descriptors, target, 0.2)
+            assert all(target - 0.2 - 1e-12 <= f <= target + 0.2 + 1e-12 for f in fractions.values())
+
+
+def test_ranks_share_ties_and_a_constant_tree_is_uniform():
+    assert normalised_ranks(torch.tensor([3.0, 1.0, 3.0, 2.0])).tolist() == [5 / 6, 0.0, 5 / 6, 1 / 3]
+    infos = layer_infos({"0.a": (4, 8), "1.a": (4, 16)})
+    descriptors = {"depth": torch.tensor([0.0, 1.0])}
+    assert tree_fractions(infos, "depth*0 + 2", descriptors, 0.5, 0.1) == {"0.a": 0.5, "1.a": 0.5}
+    spread = tree_fractions(infos, "depth", descriptors, 0.5, 0.1)  # the deeper layer keeps more
+    assert spread["1.a"] == pytest.approx(0.4) and spread["0.a"] == pytest.approx(0.6)
+
+
+def _strip(d: dict) -> dict:
+    timing = ("seconds", "cache_hits", "cached")
+    return {k: v for k, v in d.items() if k not in timing}
+
+
+def test_resume_with_recipe_genomes_equals_uninterrupted(tmp_path):
+    (tmp_path / "full").mkdir()
+    (tmp_path / "cut").mkdir()
+    full = run_search(config(), tmp_path / "full", map_fn_of(synthetic_evaluator()))
+    run_search(config(), tmp_path / "cut", map_fn_of(synthetic_evaluator()), stop_after=1)
+    random.seed(777)
+    torch.manual_seed(1)
+    resumed = run_search(config(), tmp_path / "cut", map_fn_of(synthetic_evaluator()), resume=True)
+    assert resumed["population"] == full["population"]
+    assert any("tree:" in k for k in full["cache"])  # allocation trees with descriptors were evaluated
+    assert resumed["hall_of_fame"] == full["hall_of_fame"]
+    assert {k: _strip(v) for k, v in resumed["cache"].items()} == {k: _strip(v) for k, v in full["cache"].items()}
+    assert resumed["rng"] == full["rng"]
+    lines = lambda d: [_strip(json.loads(x)) for x in (d / run_dir.CANDIDATES).read_text().splitlines()]  # noqa: E731
+    assert lines(tmp_path / "cut") == lines(tmp_path / "full")
+
+
+def test_nsga2_keeps_a_non_dominated_front_of_fitness_and_size(tmp_path):
+    state = run_search(config(generations=5), tmp_path, map_fn_of(synthetic_evaluator()))
+    recipes = [k for k in state["cache"] if k.startswith("{")]
+    assert any('"update": "obs"' in k for k in recipes) and any("tree:delta=0.2;" in k for k in recipes)
+    points = [(r["fitness"], r["size"]) for r in state["cache"].values() if r["size"] is not None
+              and r["fitness"] < float("inf")]
+    front = pareto_front(state["cache"])
+    for p in front:
+        dominated = [q for q in points if q[0] <= p["fitness"] and q[1] <= p["size"]
+                     and (q[0], q[1]) != (p["fitness"], p["size"])]
+        assert not dominated, (p, dominated[:3])
+    # the final population holds the best front of everything it was selected from: its first front is
+    # non-dominated within it, and the run's best fitness survives (NSGA-II is elitist)
+    _, genome = build_search(config())
+    population = [genome.parse(t) for t in state["population"]]
+    for ind in population:
+        key, size, _ = genome.key(ind)
+        ind.fitness.values = genome.fitness_values(state["cache"][key]["fitness"], size)
+    first = tools.sortNondominated(population, len(population), first_front_only=True)[0]
+    assert all(not a.fitness.dominates(b.fitness) for a in first for b in first)
+    best = min(r["fitness"] for r in state["cache"].values())
+    assert min(ind.fitness.values[0] for ind in population) == best
+    assert len(state["history"]) == 5 and state["history"][-1]["best"] <= state["history"][0]["best"]
+
+
+def test_recipe_genes_are_validated_with_one_line():
+    with pytest.raises(EvopruneError, match="divisible by 4"):
+        config(population=10)
+    with pytest.raises(EvopruneError, match="unknown update"):
+        config(update_choices=("none", "admm"))
+    with pytest.raises(EvopruneError, match="allocation_leaves"):
+        config(allocation_leaves=("depth", "W"))
+    with pytest.raises(EvopruneError, match="not an operator over layer vectors"):
+        config(allocation_operators=("add", "rownorm"))
+    with pytest.raises(EvopruneError, match="delta must be in"):
+        parse_allocation("tree:delta=0.7;depth")
