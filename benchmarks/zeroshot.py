@@ -35,6 +35,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--resume", action="store_true", help="skip rows already in zeroshot.rows.jsonl")
+    parser.add_argument("--only", nargs="*", default=None, metavar="METHOD@PATTERN",
+                        help="measure just these rows, in this order (e.g. dense@- wanda@2:4 sparsegpt@unstructured)")
     parser.add_argument("--report-only", action="store_true", help="rewrite zeroshot.md from the rows file")
     args = parser.parse_args()
     if args.report_only:
@@ -62,6 +64,8 @@ def main() -> None:
     # Cheapest first (SparseGPT and the gradient pass of an evolved metric with G last), so an interrupted run
     # still holds the most rows; --resume continues it.
     configs = [("dense", "-")] + [(m, p) for m in (*METHODS, args.evolved) for p in ("2:4", "unstructured")]
+    if args.only is not None:
+        configs = [tuple(item.split("@", 1)) for item in args.only]
     for method_name, pattern in configs:
         if (method_name, pattern) in done:
             continue
