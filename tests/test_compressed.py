@@ -99,3 +99,10 @@ def test_unknown_save_format_is_one_line_exit_2(truncated_model_dir, tmp_path, c
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["error: unknown --save-format 'gguf' (use safetensors, compressed-tensors)"]
     assert not (tmp_path / "o").exists()
+
+
+def test_structured_pruning_refuses_the_sparse_format(tmp_path, capsys):
+    argv = ["prune", "--structure", "mlp", "--save-format", "compressed-tensors", "--out", str(tmp_path / "o")]
+    assert main(argv) == 2
+    assert capsys.readouterr().err.startswith("error: --save-format compressed-tensors stores sparse weights")
+    assert not (tmp_path / "o").exists()

@@ -65,6 +65,9 @@ def prune(
     nsamples: int = opt.NSamples, seqlen: int = opt.SeqLen, seed: int = opt.Seed,
 ) -> None:
     """Prune a model and save it (safetensors) with report.json."""
+    if structure is not None and save_format != "safetensors":
+        raise EvopruneError("--save-format compressed-tensors stores sparse weights; --structure makes them smaller "
+                            "instead (save it as safetensors)")
     if structure is not None:  # physical shrink: its own job (evoprune.jobs.structured)
         from evoprune.cli.commands_structured import prune_structured
 
