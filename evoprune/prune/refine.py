@@ -33,7 +33,7 @@ def row_errors(weight: torch.Tensor, mask: torch.Tensor, hessian: torch.Tensor) 
     return ((removed @ hessian.double()) * removed).sum(-1)
 
 
-def _gains(w: torch.Tensor, g: torch.Tensor, dh: torch.Tensor, mask: torch.Tensor):
+def _gains(w: torch.Tensor, g: torch.Tensor, dh: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Error change of restoring each pruned weight alone, and of pruning each kept weight alone."""
     w2 = w * w * dh
     wg = 2 * w * g
@@ -47,7 +47,7 @@ def _best_in_rows(w, g, dh, mask, h, candidates: int):
     k = min(candidates, int(pruned.min()), int(mask.sum(-1).min()))
     if k == 0:
         return None
-    restore, prune = _gains(w, g, dh, mask)
+    restore, prune = _gains(w, g, dh)
     a, i = torch.topk(restore.masked_fill(mask, float("inf")), k, dim=-1, largest=False)
     b, j = torch.topk(prune.masked_fill(~mask, float("inf")), k, dim=-1, largest=False)
     cross = h[i.unsqueeze(-1), j.unsqueeze(-2)]  # [rows, k, k]
@@ -61,7 +61,7 @@ def _best_in_rows(w, g, dh, mask, h, candidates: int):
 def _best_in_groups(w, g, dh, mask, h_blocks, m: int):
     """N:M: per row, the best (restore, prune) pair inside any one group of m inputs: every pair is tried."""
     rows, cols = w.shape
-    restore, prune = _gains(w, g, dh, mask)
+    restore, prune = _gains(w, g, dh)
     shape = (rows, cols // m, m)
     keep = mask.reshape(shape)
     order = torch.sort(keep.to(torch.uint8), dim=-1, stable=True).indices  # pruned positions first, then kept
