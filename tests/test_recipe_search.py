@@ -172,3 +172,21 @@ def test_recipe_genes_are_validated_with_one_line():
         config(allocation_operators=("add", "rownorm"))
     with pytest.raises(EvopruneError, match="delta must be in"):
         parse_allocation("tree:delta=0.7;depth")
+
+
+@pytest.mark.parametrize("rows,cols,blocksize", [(7, 40, 32), (24, 96, 16), (5, 130, 32)])
+def test_the_fitness_obs_sweep_equals_prunes_loop(rows, cols, blocksize):
+    from evoprune.prune.sparsegpt import inverse_factor
+    from evoprune.prune.update import obs_update, obs_update_factored
+
+    gen = torch.Generator().manual_seed(rows)
+    x = torch.randn(512, cols, generator=gen) * torch.rand(cols, generator=gen) * 3
+    h = x.t() @ x / 512
+    h[2, :] = 0  # a dead input
+    h[:, 2] = 0
+    w = torch.randn(rows, cols, generator=gen)
+    for keep in (torch.rand(rows, cols, generator=gen) > 0.5, torch.rand(rows, cols, generator=gen) > 0.8):
+        loop = obs_update(w, h, keep)
+        fast = obs_update_factored(w, keep, *inverse_factor(h, 0.01), blocksize=blocksize)
+        assert torch.allclose(fast, loop, rtol=1e-4, atol=1e-4)
+        assert not fast[~keep].any()

@@ -18,7 +18,9 @@ from evoprune.prune.apply import LayerTarget, layer_mask
 from evoprune.prune.masks import Pattern, select_mask_counts, spread_count
 from evoprune.prune.recipe import Recipe
 from evoprune.prune.refine import refine_mask
-from evoprune.prune.update import update_weight
+from evoprune.prune.sparsegpt import inverse_factor
+from evoprune.prune.stages import StageSpec
+from evoprune.prune.update import OBS_BLOCKSIZE, OBS_DAMP, obs_update_factored, update_weight
 
 Scorer = Callable[[Mapping[str, torch.Tensor]], torch.Tensor]
 Leaves = dict[str, dict[str, torch.Tensor]]
@@ -81,6 +83,7 @@ class LayerFitness:
         self.group = group
         self.rows = row_subsets(leaves, rows, seed)
         self.energies = {key: output_energy(self.scored_weight(key), h) for key, h in self.hessians.items()}
+        self._factors: dict[tuple[str, float], tuple[torch.Tensor, torch.Tensor]] = {}
 
     def scored_weight(self, key: str) -> torch.Tensor:
         """The rows of W the fitness scores (all of them unless `rows` < 1)."""
@@ -101,8 +104,20 @@ class LayerFitness:
             if recipe.needs_hessian and hessian is None:
                 raise CandidateFailure(f"recipe {recipe} needs Gram matrices this evaluator did not collect")
             mask = refine_mask(recipe.refine, weight, mask, hessian, pattern)
-            out[key] = (mask, update_weight(recipe.update, weight, mask, hessian))
+            out[key] = (mask, self.updated(recipe.update, key, weight, mask, hessian))
         return out
+
+    def updated(self, spec: StageSpec, key: str, weight: torch.Tensor, mask: torch.Tensor,
+                hessian: torch.Tensor | None) -> torch.Tensor:
+        """The update stage; OBS through the layer's inverse-Hessian factor, computed once per layer and damping
+        (it depends on H alone) and the vectorised sweep: the same weights as `prune` up to float rounding."""
+        if spec.name != "obs":
+            return update_weight(spec, weight, mask, hessian)
+        damp = spec.get("damp", OBS_DAMP)
+        if (key, damp) not in self._factors:
+            self._factors[(key, damp)] = inverse_factor(hessian, damp)
+        factor, dead = self._factors[(key, damp)]
+        return obs_update_factored(weight, mask, factor, dead, min(int(spec.get("blocksize", OBS_BLOCKSIZE)), 32))
 
     @torch.no_grad()
     def error(self, pruned: Mapping[str, tuple[torch.Tensor, torch.Tensor]]) -> float:

@@ -32,15 +32,22 @@ def _inverse_hessian_cholesky(hessian: torch.Tensor, percdamp: float) -> torch.T
 
 
 @torch.no_grad()
+def inverse_factor(hessian: torch.Tensor, percdamp: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(upper Cholesky factor of the damped inverse Hessian, dead input columns): what a sweep needs of H, which
+    depends on H alone (a fitness computes it once per layer and reuses it for every mask)."""
+    h = hessian.detach().clone().float()
+    dead = torch.diagonal(h) == 0
+    h[dead, dead] = 1.0
+    return _inverse_hessian_cholesky(h, percdamp), dead
+
+
+@torch.no_grad()
 def obs_sweep(weight: torch.Tensor, hessian: torch.Tensor, block_mask: BlockMask, blocksize: int = 128,
               percdamp: float = 0.01, group_mask: GroupMask | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Return (updated pruned weight, keep-mask), both [out, in]; inputs are not modified."""
     w = weight.detach().clone().float()
-    h = hessian.detach().clone().float().to(w.device)
-    dead = torch.diagonal(h) == 0
-    h[dead, dead] = 1.0
+    hinv, dead = inverse_factor(hessian.to(w.device), percdamp)
     w[:, dead] = 0.0
-    hinv = _inverse_hessian_cholesky(h, percdamp)
     cols = w.shape[1]
     mask = torch.ones_like(w, dtype=torch.bool)
     for i1 in range(0, cols, blocksize):
