@@ -55,13 +55,15 @@ def test_search_then_resume_through_the_cli(tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["search", "--config", _config(tmp_path), "--out", str(out)]) == 0
     printed = capsys.readouterr()
-    assert "best formulas and baselines" in printed.out and "wanda" in printed.out
+    assert "best recipes and baselines" in printed.out and "wanda" in printed.out
     assert "[evoprune] generation 3/3" in printed.err  # plain lines when not a terminal
     best = json.loads((out / run_dir.BEST).read_text())
     assert [set(r) >= {"formula", "canonical", "fitness", "size", "perplexity"} for r in best["best"]]
     assert best["best"][0]["perplexity"] is not None and best["best"][2]["perplexity"] is None  # rescore_top 2
     assert [r["method"] for r in best["baselines"]] == ["magnitude", "wanda", "ria"]  # no G: no pruner-zero
-    assert best["protocol"] == {"model": "synthetic"} and best["cache"]["candidates"] == 36
+    assert best["protocol"] == {"model": "synthetic", "rescore_mode": "dense",
+                                "rescore_setting": {"sparsity": 0.5, "pattern": "unstructured"}}
+    assert best["cache"]["candidates"] == 36
     fitness = [r["fitness"] for r in best["best"]]
     assert fitness == sorted(fitness)
     assert yaml.safe_load((out / run_dir.CONFIG).read_text())["population"] == 12
@@ -88,3 +90,20 @@ def test_dashboard_renders_in_a_terminal():
                          "candidates": 8, "failures": 1, "seconds": 1.0}, cache)
     text = console.export_text()
     assert "generation 3/3" in text and "X·|W|" in text and "hall of fame" in text
+
+
+def test_a_recipe_search_writes_whole_recipes_and_the_hand_made_rows(tmp_path, capsys):
+    path = tmp_path / "recipes.yaml"
+    path.write_text(yaml.safe_dump({
+        "leaves": ["W", "X", "Hinv"], "operators": ["add", "mul", "abs", "sqrt"], "population": 12,
+        "generations": 3, "seed": 2, "rescore_top": 1, "selection": "nsga2", "allocation_tree": True,
+        "update_choices": ["none", "obs"], "baselines": ["wanda", "wanda+obs", "wanda+owl"],
+        "evaluation": {"leaves": ["W", "X", "Hinv"]}}))
+    out = tmp_path / "run"
+    assert main(["search", "--config", str(path), "--out", str(out)]) == 0
+    best = json.loads((out / run_dir.BEST).read_text())
+    assert all(set(r["recipe"]) == {"score", "allocation", "refine", "update"} for r in best["best"])
+    assert all(r["recipe"]["score"] == r["formula"] for r in best["best"])
+    assert [r["method"] for r in best["baselines"]] == ["wanda", "wanda+owl", "wanda+obs"]  # no sparsegpt (dense)
+    assert any(r["recipe"]["update"] == "obs" for r in best["best"])
+    assert "best recipes and baselines" in capsys.readouterr().out

@@ -11,6 +11,7 @@ from rich.table import Table
 from evoprune.cli.dashboard import Dashboard
 from evoprune.cli.progress import show_library_log
 from evoprune.errors import EvopruneError
+from evoprune.export.run_view import display_text
 
 console = Console()
 SET_HELP = "Typed override KEY=VALUE (YAML value; evaluation.KEY for the evaluation section); repeatable."
@@ -79,13 +80,17 @@ def _ppl(row: dict) -> str:
 
 def results_table(payload: dict) -> Table:
     """The best formulas and the built-in baselines in one table, perplexity under the same protocol."""
-    table = Table(title="best formulas and baselines (perplexity: dense statistics, evaluation split)")
-    for col in ("", "formula", "fitness", "size", "perplexity"):
+    protocol = payload.get("protocol", {})
+    mode = protocol.get("rescore_mode", "dense")
+    setting = protocol.get("rescore_setting") or {}
+    at = f", {setting.get('sparsity')} {setting.get('pattern')}" if setting else ""
+    table = Table(title=f"best recipes and baselines (perplexity: {mode} protocol{at}, evaluation split)")
+    for col in ("", "recipe", "fitness", "size", "perplexity"):
         table.add_column(col)
     for i, row in enumerate(payload["best"][:5]):
         table.add_row(f"#{i + 1}", row["text"], f"{row['fitness']:.5f}", str(row["size"]), _ppl(row))
     for row in payload["baselines"]:
-        table.add_row(row["method"], row["formula"], "-", "-", _ppl(row))
+        table.add_row(row["method"], display_text(row["formula"]), "-", "-", _ppl(row))
     cache = payload.get("cache", {})
     if cache:
         table.caption = (f"{cache['candidates']} candidates, {cache['evaluations']} evaluated; canonical-cache hits "

@@ -24,7 +24,7 @@ def rescorer(evaluator: Evaluator, mode: str, sparsity: float, pattern: Pattern)
         raise EvopruneError(f"unknown rescore_mode {mode!r} (use {', '.join(RESCORE_MODES)})")
     sparsity_arg = None if pattern.structured else sparsity
     if mode == "dense":
-        return lambda candidate: evaluator.perplexity(candidate, sparsity_arg or 0.5, str(pattern))
+        return lambda candidate: evaluator.perplexity(candidate, sparsity=sparsity_arg or 0.5, pattern=str(pattern))
 
     def sequential(candidate: str) -> float:
         recipe = parse_candidate(candidate)

@@ -66,7 +66,8 @@ def search_job(config: SearchConfig, out: Path, force: bool = False, resume: boo
         if perplexity is not None:
             protocol = {**protocol, "rescore_mode": config.rescore_mode,
                         "rescore_setting": {"sparsity": sparsity, "pattern": str(pattern)}}
-        return finish_run(out, state, config.rescore_top, config.evaluation.leaves, protocol, perplexity, recipes)
+        return finish_run(out, state, config.rescore_top, config.evaluation.leaves, protocol, perplexity, recipes,
+                          config.baselines)
 
 
 def resume_config(out: Path, overrides: dict) -> SearchConfig:

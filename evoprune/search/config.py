@@ -44,6 +44,7 @@ class SearchConfig:
     seed_baselines: bool = False  # start from scratch by default; True puts the built-ins into generation 0
     rescore_top: int = 3  # best formulas re-scored by perplexity at the end
     rescore_mode: str = "dense"  # the final table: dense statistics (fast) or the sequential protocol (papers')
+    baselines: tuple[str, ...] | None = None  # rows of the final table (built-in and hand-made names); None: all
     # Recipe genes (any of them on: an individual is a recipe, see genome.py). `nsga2`: NSGA-II over (fitness, size).
     selection: str = "tournament"
     allocation_tree: bool = False  # evolve a second tree over the per-layer descriptors (allocation tree:...)

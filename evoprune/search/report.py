@@ -69,17 +69,19 @@ def hand_made_recipes(refine_choices: tuple[str, ...], update_choices: tuple[str
 
 
 def baseline_rows(available_leaves: tuple[str, ...], perplexity_fn: PerplexityFn | None,
-                  recipes: dict[str, str] | None = None) -> list[dict]:
+                  recipes: dict[str, str] | None = None, only: tuple[str, ...] | None = None) -> list[dict]:
     """Every built-in baseline the evaluator's leaves can compute, and the hand-made `recipes` (name -> candidate
-    string), re-scored exactly like the best formulas."""
+    string), re-scored exactly like the best formulas; `only` keeps the named ones (a CPU budget)."""
     rows = []
     for name, text in BASELINE_FORMULAS.items():
         if perplexity_fn is None or not formula_leaves(parse_formula(text)) <= set(available_leaves):
             continue
+        if only is not None and name not in only:
+            continue
         ppl, error = _perplexity(perplexity_fn, text)
         rows.append({"method": name, "formula": text, "perplexity": ppl, "perplexity_error": error})
     for name, text in (recipes or {}).items():
-        if perplexity_fn is None:
+        if perplexity_fn is None or (only is not None and name not in only):
             continue
         ppl, error = _perplexity(perplexity_fn, text)
         rows.append({"method": name, "formula": text, "perplexity": ppl, "perplexity_error": error})
@@ -99,11 +101,12 @@ def cache_summary(state: dict) -> dict:
 
 
 def finish_run(out: Path, state: dict, rescore_top: int, available_leaves: tuple[str, ...], protocol: dict,
-               perplexity_fn: PerplexityFn | None, recipes: dict[str, str] | None = None) -> dict:
+               perplexity_fn: PerplexityFn | None, recipes: dict[str, str] | None = None,
+               only: tuple[str, ...] | None = None) -> dict:
     """Write best.json and return its payload. `available_leaves`: what the evaluator computes (for baselines);
-    `recipes`: hand-made recipes re-scored beside them (`hand_made_recipes`)."""
+    `recipes`: hand-made recipes re-scored beside them (`hand_made_recipes`); `only`: the baselines kept."""
     payload = {"best": best_rows(state, rescore_top, perplexity_fn),
-               "baselines": baseline_rows(available_leaves, perplexity_fn, recipes),
+               "baselines": baseline_rows(available_leaves, perplexity_fn, recipes, only),
                "pareto": pareto_front(state["cache"]), "history": state["history"], "protocol": protocol,
                "cache": cache_summary(state)}
     run_dir.write_best(out, payload)
