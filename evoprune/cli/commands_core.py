@@ -73,14 +73,15 @@ def prune(
 
         return prune_structured(structure, ratio, widths, tolerance, metric, out, force, model, device, dtype,
                                 calib, nsamples, seqlen, seed)
-    from evoprune.jobs.prune import PruneSpec, prune_job, resolve_method
+    from evoprune.jobs.prune import PruneSpec, prune_job, resolve_recipe, with_file_stages
     from evoprune.paths import check_output_dir
 
     if sparsity is None and not parse_pattern(pattern).structured:
         sparsity = 0.5
     spec = PruneSpec(metric, sparsity, pattern, group, mode, allocation, refine, update)
     spec.validate()
-    method = resolve_method(metric, seqlen)  # resolved once, here, and handed to the job
+    method, file_recipe = resolve_recipe(metric, seqlen)  # resolved once, here, and handed to the job
+    spec = with_file_stages(spec, file_recipe)  # a recipe file (exported search, recipe JSON) brings its stages
     spec.validate(method)
     from evoprune.jobs.ship import check_save_format, finish_output
 

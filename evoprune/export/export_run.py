@@ -9,14 +9,17 @@ from evoprune.export.formats import render
 from evoprune.export.formula_text import exportable
 from evoprune.export.provenance import provenance, select_row
 from evoprune.export.run_view import RunView
+from evoprune.fitness.candidate import parse_candidate
 
 
 def export_run(run: Path, rank: int, fmt: str) -> str:
     """The rank-th best formula of the run (1 = best) as text in `fmt` (python, json or latex)."""
     view = RunView.open(run)
     row = select_row(view, rank)
-    formula = exportable(row.get("canonical") or row["formula"])  # the cache key the run's evaluator parsed
-    return render(formula, provenance(view, rank, row), fmt)
+    key = row.get("canonical") or row["formula"]  # the cache key the run's evaluator parsed
+    recipe = parse_candidate(key) if key.lstrip().startswith("{") else None  # a recipe search's row
+    formula = exportable(recipe.score if recipe is not None else key)
+    return render(formula, provenance(view, rank, row), fmt, recipe)
 
 
 def check_out(out: Path, force: bool) -> None:

@@ -25,6 +25,7 @@ from evoprune.export.formats import JSON_KIND
 from evoprune.formula import LEAVES, FormulaError, canonical_string, compile_formula, formula_leaves, parse_formula
 from evoprune.prune.method import Method
 from evoprune.prune.metrics import BUILTIN_METRICS
+from evoprune.prune.recipe import Recipe
 
 FILE_SUFFIXES = (".py", ".json")
 MAX_FILE_BYTES = 1 << 20  # a metric file is a formula and some text; refuse anything far bigger
@@ -89,6 +90,8 @@ def method_from_json(path: Path) -> Method:
         payload = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise EvopruneError(_one_line(f"metric file {path} is not JSON: {exc}")) from None
+    if isinstance(payload, dict) and "formula" not in payload and "kind" not in payload and "score" in payload:
+        payload = {"formula": payload["score"]}  # a plain recipe (a best.json row's `recipe`): its score
     if not isinstance(payload, dict) or not isinstance(payload.get("formula"), str):
         raise EvopruneError(f"metric file {path} has no \"formula\" string (expected an `evoprune export "
                             f"--format json` file, kind {JSON_KIND!r})")
@@ -175,3 +178,29 @@ def _smoke_test(method: Method) -> None:
                                       f"{exc}")) from None
     if not isinstance(out, torch.Tensor) or tuple(out.shape) != (8, 16):
         raise EvopruneError(f"metric {method.name!r} does not return scores shaped like W")
+
+
+# -- recipes carried by metric files ---------------------------------------------------------------------------------
+def load_recipe_file(metric: str) -> Recipe | None:
+    """The recipe a metric file carries: `recipe` of an exported .json, a plain recipe .json ({"score": ...,
+    "allocation": ..., ...}, e.g. a best.json row's `recipe`), or RECIPE of an exported .py (imported: it is code).
+    None for anything else. The score inside stays whatever the file's formula loader reads."""
+    path = Path(metric)
+    if path.suffix not in FILE_SUFFIXES or not path.is_file() or path.stat().st_size > MAX_FILE_BYTES:
+        return None
+    if path.suffix == ".py":
+        raw = getattr(_import_file(path), "RECIPE", None)
+    else:
+        try:
+            payload = json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return None  # load_metric reports the file
+        raw = payload.get("recipe") if isinstance(payload, dict) and "kind" in payload else payload
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise EvopruneError(f"metric file {path}: its recipe is not an object")
+    try:
+        return Recipe.from_dict(raw)
+    except EvopruneError as exc:
+        raise EvopruneError(_one_line(f"metric file {path}: {exc}")) from None

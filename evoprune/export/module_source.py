@@ -13,9 +13,11 @@ import sympy
 
 from evoprune.export.formula_text import ExportFormula
 from evoprune.export.provenance import describe, json_safe
+from evoprune.export.recipe_source import recipe_source
 from evoprune.formula import LEAVES, OPERATORS, to_latex, to_text
 from evoprune.formula.operators import PROTECTED_BY_NAME
 from evoprune.formula.printing import to_python_source
+from evoprune.prune.recipe import Recipe
 
 WIDTH = 116  # docstring text width (the module stays readable at 120 columns)
 SCORES = "_scores"  # the printer's function; `importance` checks its inputs and calls it
@@ -83,8 +85,9 @@ def docstring(formula: ExportFormula, record: dict | None) -> str:
     return 'r"""' + text + '\n"""'
 
 
-def module_source(formula: ExportFormula, record: dict | None = None) -> str:
-    """The module's text; parsed once here so a broken export can never be written."""
+def module_source(formula: ExportFormula, record: dict | None = None, recipe: Recipe | None = None) -> str:
+    """The module's text; parsed once here so a broken export can never be written. With a `recipe` (not plain)
+    the module adds its stage choices and `layer_sparsity(...)` (`recipe_source.py`)."""
     expr, leaves = formula.expr, ordered_leaves(formula.expr)
     printed = to_python_source(expr, name=SCORES)
     head, sep, body = printed.partition("\n\n\n")
@@ -109,6 +112,8 @@ def module_source(formula: ExportFormula, record: dict | None = None) -> str:
         literal = pprint.pformat(json_safe(record), sort_dicts=False, width=WIDTH - len("PROVENANCE = "))
         parts.append("PROVENANCE = " + literal.replace("\n", "\n" + " " * len("PROVENANCE = ")))
     source = "\n".join([*parts, "", "", *importance, "", "", body.rstrip("\n"), ""])
+    if recipe is not None and not recipe.plain:
+        source += "\n\n" + recipe_source(recipe)
     try:
         ast.parse(source)
     except SyntaxError as exc:  # a bug, not bad input: the printer produced something Python cannot read

@@ -40,9 +40,10 @@ def _literal(expr: sympy.Expr) -> str:
 class _SourceWriter:
     """Post-order walk emitting `tN = ...` lines; identical sub-expressions are written once."""
 
-    def __init__(self) -> None:
+    def __init__(self, ref: str = "W") -> None:
         self.lines: list[str] = []
         self.names: dict[sympy.Expr, str] = {}
+        self.ref = ref  # the variable whose device constants are created on
 
     def fresh(self) -> str:
         return f"t{len(self.lines)}"
@@ -59,7 +60,7 @@ class _SourceWriter:
         if expr.is_Symbol:
             return expr.name
         if expr.is_Number:
-            return self.emit(expr, f"torch.full(shape, {_literal(expr)}, device=W.device)")
+            return self.emit(expr, f"torch.full(shape, {_literal(expr)}, device={self.ref}.device)")
         return self.node(expr)
 
     def node(self, expr: sympy.Expr) -> str:
@@ -107,6 +108,20 @@ def to_python_source(expr: sympy.Expr, name: str = "score") -> str:
         header.append(f"    {leaf} = {leaf}.float().expand(shape)  # {LEAVES[leaf].shape}: broadcast to W's shape")
     body = writer.lines + [f"    return {result}.float().expand(shape)"]
     return "\n".join(["import torch", "", "", *header, *body]) + "\n"
+
+
+def to_python_vector_source(expr: sympy.Expr, args: tuple[str, ...], name: str) -> str:
+    """A function `name(*args)` of same-shaped float tensors (e.g. per-layer descriptor vectors) computing `expr`
+    with the same protected operations as `compile.evaluate_vector`; torch only. Returned without the import."""
+    expr = normalize_numbers(expr)
+    writer = _SourceWriter(ref="ref")
+    result = writer.name(expr)
+    header = [f"def {name}({', '.join(args)}):",
+              f'    """Per-layer values of {canonical_string(expr)}"""',
+              f"    ref = {args[0]}",
+              "    shape = ref.shape"]
+    header += [f"    {arg} = {arg}.float()" for arg in args]
+    return "\n".join([*header, *writer.lines, f"    return {result}.float().expand(shape)"]) + "\n"
 
 
 # LaTeX of the protected operators as their math ("@" stands for the argument); the others print by name.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
@@ -73,6 +73,34 @@ def resolve_method(metric: str, seqlen: int) -> Method:
     from evoprune.export.metric_file import load_metric  # sympy and the printers: only when a formula is given
 
     return load_metric(metric)
+
+
+def resolve_recipe(metric: str, seqlen: int) -> tuple[Method, Recipe | None]:
+    """`resolve_method`, plus the recipe a metric file carries (an exported recipe search, or a recipe JSON
+    whose score may be a built-in name); None when `metric` is not such a file."""
+    recipe = None
+    if Path(metric).suffix in (".json", ".py"):
+        from evoprune.export.metric_file import load_recipe_file
+
+        recipe = load_recipe_file(metric)
+    if recipe is not None and recipe.score in BUILTIN_METRICS:
+        return builtin_method(recipe.score, seqlen), recipe
+    return resolve_method(metric, seqlen), recipe
+
+
+def with_file_stages(spec: PruneSpec, recipe: Recipe | None) -> PruneSpec:
+    """The file's stages where the command line kept a stage's default; a stage given both ways, differently,
+    is refused (which one was meant is not ours to guess)."""
+    if recipe is None:
+        return spec
+    values = {}
+    for stage, default in (("allocation", "uniform"), ("refine", "none"), ("update", "none")):
+        given, in_file = getattr(spec, stage), str(getattr(recipe, stage))
+        if given != default and in_file != default and str(getattr(spec.recipe, stage)) != in_file:
+            raise EvopruneError(f"the recipe file sets {stage} {in_file}; --{stage} {given} contradicts it "
+                                f"(drop --{stage})")
+        values[stage] = given if given != default else in_file
+    return replace(spec, **values)
 
 
 def model_infos(model: torch.nn.Module) -> list[LayerInfo]:
