@@ -195,7 +195,10 @@ def load_recipe_file(metric: str) -> Recipe | None:
             payload = json.loads(path.read_text(encoding="utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError):
             return None  # load_metric reports the file
-        raw = payload.get("recipe") if isinstance(payload, dict) and "kind" in payload else payload
+        if not isinstance(payload, dict):
+            return None
+        plain = "score" in payload and "formula" not in payload and "kind" not in payload  # a bare recipe object
+        raw = payload if plain else payload.get("recipe")
     if raw is None:
         return None
     if not isinstance(raw, dict):

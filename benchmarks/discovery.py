@@ -1,0 +1,185 @@
+"""Discovery: does a recipe search beat the best hand-made recipe under the same protocol?
+
+For each track (`metric-only`: no weight update, against Wanda, RIA, Wanda+OWL; `reconstruct`: the OBS update on,
+against Wanda+OBS and SparseGPT) and each setting (50 %, 70 % unstructured, 2:4), one search with the track's
+preset (`search_spaces/<track>.yaml`, the setting as its only fitness setting; no allocation gene under 2:4, where
+the pattern fixes every layer). The search's own final table re-scores its best recipes and the hand-made ones
+with the sequential protocol (32 x 256 wikitext2 validation tokens, seed 0; perplexity on the first 16,384
+wikitext2 test tokens). Rows go to results/discovery.rows.jsonl as soon as a search ends (`--resume` keeps them),
+the table to results/discovery.md, with the goals of issue 10 and the margin by which each is met or missed.
+
+    python benchmarks/discovery.py                                   # every track and setting (hours on a CPU)
+    python benchmarks/discovery.py --tracks reconstruct --settings 50% --set generations=6
+    python benchmarks/discovery.py --transfer runs/discovery/metric-only-50   # best recipe, tinystories calib
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+RESULTS = Path(__file__).parent / "results"
+ROWS = RESULTS / "discovery.rows.jsonl"
+RUNS = Path("runs/discovery")
+SETTINGS = {"50%": ([0.5], ["unstructured"]), "70%": ([0.7], ["unstructured"]), "2:4": ([0.5], ["2:4"])}
+# What each track is measured against (the hand-made rows its final table re-scores) and issue 10's goals.
+HAND_MADE = {"metric-only": {"50%": ["wanda", "wanda+owl"], "70%": ["wanda", "wanda+owl"], "2:4": ["wanda"]},
+             "reconstruct": {"50%": ["wanda+obs", "sparsegpt"], "70%": ["wanda+obs", "sparsegpt"],
+                             "2:4": ["wanda+obs", "sparsegpt"]}}
+GOALS = {("metric-only", "50%"): ("<=", 57.7, "Wanda 60.77 - 5 %"),
+         ("metric-only", "2:4"): ("<=", 150.0, "Wanda 170.1"),
+         ("metric-only", "70%"): ("<", "wanda+owl", "below Wanda+OWL"),
+         ("reconstruct", "50%"): ("<", 52.26, "below SparseGPT 52.26"),
+         ("reconstruct", "2:4"): ("<", 85.9, "below SparseGPT 85.9"),
+         ("reconstruct", "70%"): ("<", "sparsegpt", "below SparseGPT")}
+
+
+def track_config(track: str, setting: str, overrides: dict):
+    from evoprune.search.config import load_config, with_overrides
+
+    sparsities, patterns = SETTINGS[setting]
+    structured = patterns != ["unstructured"]
+    changes = {"evaluation": {"sparsities": sparsities, "patterns": patterns}, "rescore_mode": "sequential",
+               "baselines": HAND_MADE[track][setting]}
+    if structured:
+        changes["allocation_tree"] = False
+    config = with_overrides(load_config(f"search_spaces/{track}.yaml"), changes)
+    return with_overrides(config, overrides)
+
+
+def run_one(track: str, setting: str, overrides: dict) -> dict:
+    from evoprune.jobs.search import search_job
+
+    config = track_config(track, setting, overrides)
+    out = RUNS / f"{track}-{setting.replace('%', '').replace(':', 'of')}"
+    start = time.perf_counter()
+    payload = search_job(config, out, force=True)
+    wall = time.perf_counter() - start
+    measured = [r for r in payload["best"] if r["perplexity"] is not None]
+    best = min(measured, key=lambda r: r["perplexity"], default=None)
+    hand = [r for r in payload["baselines"] if r["perplexity"] is not None]
+    top_hand = min(hand, key=lambda r: r["perplexity"], default=None)
+    search_seconds = sum(h["seconds"] for h in payload["history"])
+    return {"track": track, "setting": setting, "run": str(out), "config_overrides": overrides,
+            "evolved": None if best is None else {"recipe": best["recipe"], "text": best["text"],
+                                                  "perplexity": best["perplexity"], "fitness": best["fitness"]},
+            "hand_made": {r["method"]: r["perplexity"] for r in payload["baselines"]},
+            "best_hand_made": None if top_hand is None else top_hand["method"],
+            "search_seconds": search_seconds, "wall_seconds": wall,
+            "candidates": payload["cache"]["candidates"], "evaluated": payload["cache"]["evaluations"]}
+
+
+def goal_text(row: dict) -> str:
+    op, bound, name = GOALS[(row["track"], row["setting"])]
+    if row["evolved"] is None:
+        return f"{name}: no evolved recipe was measured"
+    value = row["evolved"]["perplexity"]
+    if isinstance(bound, str):
+        if row["hand_made"].get(bound) is None:
+            return f"{name}: {bound} not measured"
+        bound = row["hand_made"][bound]
+    met = value <= bound if op == "<=" else value < bound
+    return f"{name} ({op} {bound:.2f}): {'met' if met else 'missed'} by {abs(value - bound) / bound:.1%}"
+
+
+def report(rows: list[dict], transfer: list[dict]) -> str:
+    lines = ["# Discovery: evolved recipes against the best hand-made ones", "",
+             "Produced by `python benchmarks/discovery.py`. SmolLM2-135M-Instruct (embedded), sequential protocol "
+             "for every perplexity (32 x 256 wikitext2 validation tokens for calibration, first 16,384 wikitext2 "
+             "test tokens, 512-token windows). Each row is one search with `search_spaces/<track>.yaml` at one "
+             "setting (overrides listed); the search's fitness is the layer reconstruction error, the perplexities "
+             "are its final table's sequential re-scoring.", "",
+             "| track | setting | best hand-made | its ppl | best evolved recipe | its ppl | goal | search s | "
+             "wall s | candidates / evaluated | overrides |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for row in rows:
+        hand, evolved = row["best_hand_made"], row["evolved"]
+        hand_cells = f"{hand} | {row['hand_made'][hand]:.2f}" if hand else "- | -"
+        evolved_cells = f"`{evolved['text']}` | {evolved['perplexity']:.2f}" if evolved else "- | -"
+        lines.append(f"| {row['track']} | {row['setting']} | {hand_cells} | {evolved_cells} | {goal_text(row)} | "
+                     f"{row['search_seconds']:.0f} | {row['wall_seconds']:.0f} | {row['candidates']} / "
+                     f"{row['evaluated']} | {json.dumps(row['config_overrides'])} |")
+    if rows:
+        lines += ["", "All hand-made rows of each search's table:", ""]
+        lines += [f"- {r['track']} {r['setting']}: " + ", ".join(f"{k} {v:.2f}" if v is not None else f"{k} failed"
+                                                                   for k, v in r["hand_made"].items())
+                  for r in rows]
+    if transfer:
+        lines += ["", "## Transfer: the best recipe, unchanged, with another calibration text", "",
+                  "| recipe | calibration | evaluated on | perplexity |", "|---|---|---|---|"]
+        lines += [f"| `{t['label']}` | {t['calib']} | {t['eval']} | {t['perplexity']:.2f} |" for t in transfer]
+    return "\n".join(lines) + "\n"
+
+
+def transfer_rows(run: Path, calib: str) -> list[dict]:
+    """The run's best recipe and Wanda, each pruned sequentially with `calib` calibration, on wikitext2 test."""
+    from evoprune.data.perplexity import perplexity
+    from evoprune.data.protocol import PerplexitySpec, evaluation_windows
+    from evoprune.data.tokens import CalibSpec
+    from evoprune.jobs.prune import PruneSpec, prune_loaded, resolve_method, snapshot
+    from evoprune.model.loading import load_model
+    from evoprune.prune.recipe import Recipe
+    from evoprune.search.run_dir import read_best, read_config
+
+    best = read_best(run)["best"][0]
+    setting = read_config(run)["evaluation"]
+    sparsity, pattern = setting["sparsities"][0], setting["patterns"][0]
+    loaded = load_model("smollm2-135m", "cpu", "float32")
+    dense = snapshot(loaded.model)
+    windows = evaluation_windows(loaded, PerplexitySpec("wikitext2", 512, 16384))
+    rows = []
+    for label, recipe in (("wanda", Recipe.parse("wanda")), (best["text"], Recipe.from_dict(best["recipe"]))):
+        spec = PruneSpec(recipe.score, None if pattern != "unstructured" else sparsity, pattern, "row",
+                         "sequential", str(recipe.allocation), str(recipe.refine), str(recipe.update))
+        loaded.model.load_state_dict(dense)
+        prune_loaded(loaded, resolve_method(recipe.score, 256), spec, CalibSpec(calib, 32, 256, 0))
+        rows.append({"label": label, "calib": calib, "eval": "wikitext2", "run": str(run),
+                     "perplexity": perplexity(loaded.model, windows)})
+        print(rows[-1], flush=True)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tracks", nargs="*", default=list(HAND_MADE))
+    parser.add_argument("--settings", nargs="*", default=list(SETTINGS))
+    parser.add_argument("--set", dest="overrides", action="append", default=[], help="KEY=VALUE for every search")
+    parser.add_argument("--resume", action="store_true", help="keep rows already in discovery.rows.jsonl")
+    parser.add_argument("--transfer", type=Path, default=None, help="a finished run: transfer check only")
+    parser.add_argument("--transfer-calib", default="tinystories")
+    parser.add_argument("--report-only", action="store_true")
+    args = parser.parse_args()
+    os.environ.setdefault("EVOPRUNE_DATA_DIR", str(Path(__file__).resolve().parents[2] / "shared" / "data"))
+    from evoprune.search.config import parse_overrides
+
+    RESULTS.mkdir(exist_ok=True)
+    keep = args.resume or args.report_only or args.transfer is not None
+    rows = [json.loads(x) for x in ROWS.read_text().splitlines()] if keep and ROWS.is_file() else []
+    if not keep:
+        ROWS.write_text("")
+    if args.transfer is not None:
+        for row in transfer_rows(args.transfer, args.transfer_calib):
+            rows.append({"transfer": row})
+            with ROWS.open("a") as fh:
+                fh.write(json.dumps({"transfer": row}) + "\n")
+    elif not args.report_only:
+        overrides = parse_overrides(args.overrides)
+        done = {(r["track"], r["setting"]) for r in rows if "track" in r}
+        for track in args.tracks:
+            for setting in args.settings:
+                if (track, setting) in done:
+                    continue
+                row = run_one(track, setting, overrides)
+                rows.append(row)
+                with ROWS.open("a") as fh:
+                    fh.write(json.dumps(row) + "\n")
+                print(f"{track} {setting}: {goal_text(row)}", flush=True)
+    text = report([r for r in rows if "track" in r], [r["transfer"] for r in rows if "transfer" in r])
+    (RESULTS / "discovery.md").write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
