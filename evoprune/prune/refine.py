@@ -20,7 +20,7 @@ from evoprune.prune.masks import Pattern
 from evoprune.prune.stages import StageSpec, parse_stage
 
 REFINEMENTS: dict[str, tuple[str, ...]] = {"none": (), "swaps": ("budget", "candidates")}
-SWAP_BUDGET, SWAP_CANDIDATES = 32, 8
+SWAP_BUDGET, SWAP_CANDIDATES = 8, 8  # budget 8 keeps a full prune within minutes on a CPU; 32 lowers more
 
 
 def parse_refine(text: str) -> StageSpec:
@@ -33,21 +33,20 @@ def row_errors(weight: torch.Tensor, mask: torch.Tensor, hessian: torch.Tensor) 
     return ((removed @ hessian.double()) * removed).sum(-1)
 
 
-def _gains(w: torch.Tensor, g: torch.Tensor, dh: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Error change of restoring each pruned weight alone, and of pruning each kept weight alone."""
-    w2 = w * w * dh
-    wg = 2 * w * g
-    return w2 - wg, w2 + wg
+def _gains(w: torch.Tensor, g: torch.Tensor, w2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Error change of restoring each pruned weight alone, and of pruning each kept weight alone (w2 = w²·H_jj)."""
+    wg = (w * g).mul_(2)
+    return w2 - wg, wg.add_(w2)
 
 
-def _best_in_rows(w, g, dh, mask, h, candidates: int):
+def _best_in_rows(w, g, w2, mask, h, candidates: int):
     """Unstructured: per row, the best pair among the `candidates` best restores × best prunes."""
     rows = w.shape[0]
     pruned = (~mask).sum(-1)
     k = min(candidates, int(pruned.min()), int(mask.sum(-1).min()))
     if k == 0:
         return None
-    restore, prune = _gains(w, g, dh)
+    restore, prune = _gains(w, g, w2)
     a, i = torch.topk(restore.masked_fill(mask, float("inf")), k, dim=-1, largest=False)
     b, j = torch.topk(prune.masked_fill(~mask, float("inf")), k, dim=-1, largest=False)
     cross = h[i.unsqueeze(-1), j.unsqueeze(-2)]  # [rows, k, k]
@@ -58,10 +57,10 @@ def _best_in_rows(w, g, dh, mask, h, candidates: int):
     return best, i[row, where // k], j[row, where % k]
 
 
-def _best_in_groups(w, g, dh, mask, h_blocks, m: int):
+def _best_in_groups(w, g, w2, mask, h_blocks, m: int):
     """N:M: per row, the best (restore, prune) pair inside any one group of m inputs: every pair is tried."""
     rows, cols = w.shape
-    restore, prune = _gains(w, g, dh)
+    restore, prune = _gains(w, g, w2)
     shape = (rows, cols // m, m)
     keep = mask.reshape(shape)
     order = torch.sort(keep.to(torch.uint8), dim=-1, stable=True).indices  # pruned positions first, then kept
@@ -99,17 +98,18 @@ def swap_refine(weight: torch.Tensor, mask: torch.Tensor, hessian: torch.Tensor,
         h_blocks = h[idx.unsqueeze(-1), idx.unsqueeze(-2)]  # [groups, m, m]: the same for every row
     g = (w * ~mask) @ h
     dh = torch.diagonal(h).unsqueeze(0)
+    w2 = w * w * dh  # fixed for the whole refinement
     active = torch.arange(w.shape[0], device=w.device)
     for _ in range(budget):
-        wa, ga, ma = w[active], g[active], mask[active]
-        found = (_best_in_groups(wa, ga, dh, ma, h_blocks, m) if m
-                 else _best_in_rows(wa, ga, dh, ma, h, candidates))
+        every = len(active) == w.shape[0]  # no copies while every row still improves (the common case)
+        wa, ga, ma, w2a = (w, g, mask, w2) if every else (w[active], g[active], mask[active], w2[active])
+        found = (_best_in_groups(wa, ga, w2a, ma, h_blocks, m) if m
+                 else _best_in_rows(wa, ga, w2a, ma, h, candidates))
         if found is None:
             break
         best, i, j = found
         row = torch.arange(len(active), device=w.device)
-        size = wa[row, i].pow(2) * dh[0, i] + wa[row, j].pow(2) * dh[0, j] + 2 * (wa[row, i] * ga[row, i]).abs() \
-            + 2 * (wa[row, j] * ga[row, j]).abs()
+        size = w2a[row, i] + w2a[row, j] + 2 * (wa[row, i] * ga[row, i]).abs() + 2 * (wa[row, j] * ga[row, j]).abs()
         improving = best < -1e-4 * size
         if not improving.any():
             break
