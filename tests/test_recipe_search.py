@@ -158,7 +158,8 @@ def test_nsga2_keeps_a_non_dominated_front_of_fitness_and_size(tmp_path):
     assert all(not a.fitness.dominates(b.fitness) for a in first for b in first)
     best = min(r["fitness"] for r in state["cache"].values())
     assert min(ind.fitness.values[0] for ind in population) == best
-    assert len(state["history"]) == 5 and state["history"][-1]["best"] <= state["history"][0]["best"]
+    bests = [h["best"] for h in state["history"]]  # over the survivors: NSGA-II never loses its best
+    assert len(bests) == 5 and all(later <= earlier for earlier, later in zip(bests, bests[1:], strict=False))
 
 
 def test_recipe_genes_are_validated_with_one_line():

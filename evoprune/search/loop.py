@@ -71,10 +71,14 @@ def nsga2_offspring(population: list, config: SearchConfig, toolbox, text, retri
     return _distinct(offspring, {text(ind) for ind in population}, toolbox, text, retries)
 
 
-def generation_stats(generation: int, rows: list[dict], seconds: float) -> dict:
+def generation_stats(generation: int, rows: list[dict], seconds: float,
+                     population: list[float] | None = None) -> dict:
+    """Counts over the generation's candidates (`rows`); best and median over `population`'s fitness when given
+    (NSGA-II: the survivors of parents and offspring, so the best never rises), else over the candidates."""
     finite = [r["fitness"] for r in rows if math.isfinite(r["fitness"])]
-    return {"generation": generation, "best": min(finite, default=None),
-            "median": statistics.median(finite) if finite else None,
+    ranked = finite if population is None else [f for f in population if math.isfinite(f)]
+    return {"generation": generation, "best": min(ranked, default=None),
+            "median": statistics.median(ranked) if ranked else None,
             "evaluations": sum(r["evaluated"] for r in rows), "cache_hits": sum(r["cached"] for r in rows),
             "candidates": len(rows), "failures": len(rows) - len(finite), "seconds": seconds}
 
@@ -154,7 +158,10 @@ def run_search(config: SearchConfig, out: Path, map_fn: MapFn, resume: bool = Fa
         start = time.perf_counter()
         population, rows = _step(population, generation, config, toolbox, genome, state["cache"], map_fn)
         run_dir.append_candidates(out, rows)
-        state["history"].append(generation_stats(generation, rows, time.perf_counter() - start))
+        survivors = None
+        if config.selection == "nsga2":
+            survivors = [state["cache"][genome.key(ind)[0]]["fitness"] for ind in population]
+        state["history"].append(generation_stats(generation, rows, time.perf_counter() - start, survivors))
         state.update(generation=generation, population=[genome.text(ind) for ind in population], rng=rng_state(),
                      config=config.to_dict(), hall_of_fame=[f for f, _ in hall_of_fame(state["cache"], HALL_OF_FAME)])
         run_dir.save_checkpoint(out, state)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from evoprune.fitness.candidate import candidate_text, parse_candidate
 from evoprune.formula import formula_leaves, parse_formula, to_latex, to_text
-from evoprune.prune.metrics import BASELINE_FORMULAS
+from evoprune.prune.metrics import BASELINE_FORMULAS, BUILTIN_METRICS
 from evoprune.prune.recipe import Recipe
 from evoprune.search import run_dir
 from evoprune.search.ranking import hall_of_fame, pareto_front
@@ -30,7 +30,8 @@ def _perplexity(fn: PerplexityFn | None, formula: str) -> tuple[float | None, st
 def recipe_text(recipe: Recipe) -> str:
     """One line: the score's unicode text, then the stages that are not off (`|W|·X + tree:...;depth + obs`)."""
     stages = [str(s) for s in (recipe.allocation, recipe.refine, recipe.update) if s.name not in ("uniform", "none")]
-    return " + ".join([to_text(parse_formula(recipe.score)), *stages])
+    score = recipe.score if recipe.score in BUILTIN_METRICS else to_text(parse_formula(recipe.score))
+    return " + ".join([score, *stages])
 
 
 def best_rows(state: dict, rescore_top: int, perplexity_fn: PerplexityFn | None) -> list[dict]:
