@@ -36,7 +36,6 @@ RECIPES = [  # (label, recipe); allocation rows are skipped under 2:4, where the
     ("Wanda+swaps", Recipe.parse("wanda", refine="swaps")),
     ("Wanda+obs", Recipe.parse("wanda", update="obs")),
     ("Wanda+OWL+swaps+obs", Recipe.parse("wanda", "owl", "swaps", "obs")),
-    ("Wanda+swaps+obs", Recipe.parse("wanda", refine="swaps", update="obs")),
     ("SparseGPT", Recipe.parse("sparsegpt")),
 ]
 REFERENCE = {  # ../shared/REFERENCE.md (independent implementation, same protocol)
