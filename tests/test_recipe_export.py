@@ -101,3 +101,31 @@ def test_prune_with_a_recipe_file_applies_the_whole_recipe(truncated_model_dir, 
     a = load_file(tmp_path / "file" / "model.safetensors")
     b = load_file(tmp_path / "flags" / "model.safetensors")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_sequential_rescoring_is_the_prune_jobs_protocol_and_restores_the_model(truncated_model_dir):
+    from evoprune.data.perplexity import perplexity
+    from evoprune.data.protocol import PerplexitySpec, evaluation_windows
+    from evoprune.data.tokens import CalibSpec
+    from evoprune.fitness.evaluator import Evaluator
+    from evoprune.fitness.spec import EvalSpec
+    from evoprune.jobs.prune import prune_loaded, resolve_method
+    from evoprune.jobs.rescore import rescorer
+    from evoprune.model.loading import load_model
+    from evoprune.prune.masks import parse_pattern
+
+    spec = EvalSpec(model=str(truncated_model_dir), device="cpu", dtype="float32", nsamples=4, seqlen=64,
+                    leaves=("W", "X", "Hinv"), eval_max_tokens=1024)
+    evaluator = Evaluator(spec)
+    before = {k: v.clone() for k, v in evaluator.original.items()}
+    candidate = json.dumps(RECIPE.to_dict())
+    measured = rescorer(evaluator, "sequential", 0.6, parse_pattern("unstructured"))(candidate)
+    assert all(torch.equal(ref.weight(), before[k]) for k, ref in evaluator.layers.items())  # restored
+    loaded = load_model(str(truncated_model_dir), "cpu", "float32")
+    prune_spec = PruneSpec(RECIPE.score, 0.6, "unstructured", "row", "sequential", str(RECIPE.allocation),
+                           "none", "obs")
+    prune_loaded(loaded, resolve_method(RECIPE.score, 64), prune_spec, CalibSpec("wikitext2", 4, 64, 0))
+    expected = perplexity(loaded.model, evaluation_windows(loaded, PerplexitySpec("wikitext2", 512, 1024)))
+    assert measured == pytest.approx(expected, rel=1e-5)
+    dense = rescorer(evaluator, "dense", 0.6, parse_pattern("unstructured"))(candidate)
+    assert dense == evaluator.perplexity(candidate, sparsity=0.6) and dense != measured

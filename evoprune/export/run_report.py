@@ -98,8 +98,13 @@ def _perplexity_section(run: RunView, figures: dict[str, Path | None]) -> list[s
         return lines + ["No perplexity measured yet (the search re-scores its best formulas and the baselines at "
                         "the end)."]
     return lines + _table(["baseline", "formula", "perplexity"],
-                          [[b["method"], _code(b.get("formula", "")), _num(b.get("perplexity"))]
+                          [[b["method"], _code(_baseline_text(b.get("formula", ""))), _num(b.get("perplexity"))]
                            for b in run.baselines])
+
+
+def _baseline_text(formula: str) -> str:
+    """A built-in's formula as written; a hand-made recipe (JSON) as one line of its stages."""
+    return display_text(formula) if formula.lstrip().startswith("{") else formula
 
 
 def _pareto_section(run: RunView, figures: dict[str, Path | None]) -> list[str]:
