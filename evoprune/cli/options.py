@@ -22,7 +22,9 @@ Tasks = typer.Option(None, "--tasks", help="Zero-shot lm-eval tasks, comma-separ
 Limit = typer.Option(None, "--limit", help="Examples per zero-shot task (default: all; BLiMP has 1,000 per set).")
 TaskBatch = typer.Option(32, "--task-batch-size", help="Zero-shot scoring batch size.")
 Allocation = typer.Option("uniform", "--allocation", help="Per-layer sparsity: uniform, owl[:M=5,lambda=0.08], "
-                          "depth[:slope=0.1,q_proj=-0.05,...], besa[:epochs=4,rows=1,...]; exact global budget.")
+                          "depth[:slope=0.1,q_proj=-0.05,...], besa[:epochs=4,rows=1,...], or "
+                          "'tree:delta=0.1;<formula over depth, attn, qk, out, outlier, energy, spread>' (an "
+                          "evolved allocation); exact global budget.")
 Refine = typer.Option("none", "--refine", help="Mask refinement: none or swaps[:budget=8,candidates=8] "
                       "(error-lowering 1-swaps inside each row or N:M group, from the Gram matrix).")
 Update = typer.Option("none", "--update", help="Weight update after masking: none or obs[:blocksize=128,damp=0.01] "
