@@ -62,7 +62,7 @@ def test_pin_run_defining_keeps_the_checkpoint_values():
     assert changed == ["population", "seed"]
 
 
-@pytest.mark.parametrize("name", ["quick", "default", "pruner_zero"])
+@pytest.mark.parametrize("name", ["quick", "default", "pruner_zero", "metric-only", "reconstruct"])
 def test_presets_load(name):
     cfg = load_config(f"search_spaces/{name}.yaml")
     assert set(cfg.leaves) <= set(cfg.evaluation.leaves)
@@ -71,6 +71,12 @@ def test_presets_load(name):
         assert cfg.evaluation.fitness_rows <= 0.25 and cfg.rescore_top <= 2
     if name == "pruner_zero":
         assert cfg.leaves == ("W", "X", "G") and cfg.constants == () and "zscore" in cfg.operators
+    if name in ("quick", "metric-only", "reconstruct"):  # the recipe tracks
+        assert cfg.recipe_genome and cfg.selection == "nsga2" and cfg.allocation_tree
+    if name == "metric-only":  # no weight update: comparable to Wanda, RIA, Pruner-Zero
+        assert cfg.update_choices == ("none",) and cfg.rescore_mode == "sequential"
+    if name == "reconstruct":  # the update always on: comparable to SparseGPT
+        assert cfg.update_choices == ("obs",) and cfg.rescore_mode == "sequential"
 
 
 def test_search_refuses_an_existing_run_dir_without_force(tmp_path, capsys):
