@@ -106,7 +106,8 @@ def write(rows: list[dict], protocol: dict | None) -> None:
     examples = rows[0]["blimp_examples"] if rows else 0
     se = [r["blimp_stderr"] for r in rows]
     lines = ["# Zero-shot accuracy beside perplexity (SmolLM2-135M-Instruct, embedded model)", "",
-             f"Produced by `python benchmarks/zeroshot.py --limit {limit}`, one run. BLiMP through",
+             f"Produced by `python benchmarks/zeroshot.py --limit {limit}`: one measurement per row (every step is "
+             "deterministic, so a run resumed with `--resume`/`--only` gives the same rows). BLiMP through",
              f"lm-evaluation-harness {rows[0]['lm_eval_version'] if rows else ''} (`HFLM` on the in-memory pruned "
              f"model, evoprune's local task definitions over the offline data): all 67 sets, the first {limit} "
              f"pairs of each ({examples:,} pairs per row, of 67,000), 0-shot; a pair is right when the good "
@@ -122,7 +123,8 @@ def write(rows: list[dict], protocol: dict | None) -> None:
              "|---|---|---|---|---|---|---|"]
     dense = next((r["blimp_acc"] for r in rows if r["method"] == "dense"), None)
     order = {p: i for i, p in enumerate(("-", "unstructured", "2:4"))}
-    for r in sorted(rows, key=lambda r: order.get(r["pattern"], 9)):
+    methods = {m: i for i, m in enumerate(("dense", *METHODS))}
+    for r in sorted(rows, key=lambda r: (order.get(r["pattern"], 9), methods.get(r["method"], 9))):
         delta = f"{(r['blimp_acc'] - dense) * 100:+.1f}" if dense is not None and r["method"] != "dense" else "-"
         lines.append(f"| {r['method']} | {r['pattern']} | {r['sparsity']:.4f} | {r['perplexity']:.2f} | "
                      f"{r['blimp_acc'] * 100:.1f} | {r['blimp_stderr'] * 100:.1f} | {delta} |")
