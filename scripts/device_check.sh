@@ -31,8 +31,8 @@ import json, sys
 best = json.load(open(sys.argv[1]))
 row = best["best"][0]
 ppl = row.get("perplexity")
-print(f"best {row['formula']} fitness {row['fitness']:.4g}, perplexity {ppl if ppl is None else round(ppl, 2)}, "
-      f"{len(best['history'])} generations on {best['protocol'].get('device')} {best['protocol'].get('dtype')}")
+print(f"best {row.get('text') or row['formula']} fitness {row['fitness']:.4g}, perplexity {ppl if ppl is None else round(ppl, 2)}, "
+      f"{len(best.get('history', []))} generations on {best['protocol'].get('device')} {best['protocol'].get('dtype')}")
 PY
 }
 summary_fitness_speed() { grep -E '^\| evoprune' "$OUT/fitness-speed.log" | head -1; }
