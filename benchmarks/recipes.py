@@ -28,7 +28,8 @@ from evoprune.prune.recipe import Recipe
 
 RESULTS = Path(__file__).parent / "results"
 ROWS = RESULTS / "recipes.rows.jsonl"
-SETTINGS = [("unstructured", 0.5), ("unstructured", 0.6), ("unstructured", 0.7), ("2:4", None)]
+SETTINGS = [("unstructured", 0.5), ("unstructured", 0.7), ("2:4", None), ("unstructured", 0.6)]  # run order
+DISPLAY = [("unstructured", 0.5), ("unstructured", 0.6), ("unstructured", 0.7), ("2:4", None)]  # table order
 RECIPES = [  # (label, recipe); allocation rows are skipped under 2:4, where the pattern fixes every layer
     ("Wanda", Recipe.parse("wanda")),
     ("Wanda+OWL", Recipe.parse("wanda", "owl")),
@@ -58,6 +59,7 @@ def main() -> None:
     parser.add_argument("--resume", action="store_true", help="keep the rows already in recipes.rows.jsonl")
     parser.add_argument("--only", nargs="*", default=None, help="labels to run (default: all)")
     parser.add_argument("--report-only", action="store_true", help="rewrite recipes.md from the rows file")
+    parser.add_argument("--note", default="", help="a paragraph on how this run went (machine load, resumes)")
     args = parser.parse_args()
     os.environ.setdefault("EVOPRUNE_DATA_DIR", str(Path(__file__).resolve().parents[2] / "shared" / "data"))
     RESULTS.mkdir(exist_ok=True)
@@ -67,8 +69,9 @@ def main() -> None:
         ROWS.write_text("")
     if not args.report_only:
         measure(args, rows)
-    (RESULTS / "recipes.md").write_text(report(rows, args.threads))
-    print(report(rows, args.threads))
+    text = report(rows, args.threads, args.note)
+    (RESULTS / "recipes.md").write_text(text)
+    print(text)
 
 
 def measure(args, rows: list[dict]) -> None:
@@ -101,9 +104,9 @@ def measure(args, rows: list[dict]) -> None:
                           {**r, "label": names[r["method"]], "setting": setting_name(p, s), "target": s}))
 
 
-def report(rows: list[dict], threads: int) -> str:
+def report(rows: list[dict], threads: int, note: str = "") -> str:
     by_key = {(r["label"], r["setting"]): r for r in rows}
-    settings = [setting_name(p, s) for p, s in SETTINGS]
+    settings = [setting_name(p, s) for p, s in DISPLAY]
     dense = by_key.get(("dense", "dense"))
     lines = ["# Recipes on the embedded model: allocation, refinement and weight update around Wanda", "",
              "Produced by `python benchmarks/recipes.py` (every row from one run, in order, on one machine). "
@@ -111,12 +114,12 @@ def report(rows: list[dict], threads: int) -> str:
              "of wikitext2 valid (seed 0), perplexity on the first 16,384 tokens of wikitext2 test (512-token "
              f"windows), {threads} CPU threads. Allocations do not apply under 2:4 (the pattern fixes every layer). "
              "Reference values in brackets: ../shared/REFERENCE.md (independent implementation, same protocol).",
-             "", f"Dense perplexity: {dense['perplexity']:.2f}." if dense else "", "",
+             "", note, "", f"Dense perplexity: {dense['perplexity']:.2f}." if dense else "", "",
              "## Perplexity (lower is better)", "", "| recipe | " + " | ".join(settings) + " |",
              "|---|" + "---|" * len(settings)]
     for label, _ in RECIPES:
         cells = []
-        for (pattern, sparsity), name in zip(SETTINGS, settings, strict=True):
+        for (pattern, sparsity), name in zip(DISPLAY, settings, strict=True):
             row = by_key.get((label, name))
             ref = REFERENCE.get((label, pattern, sparsity))
             cells.append("n/a" if row is None else f"{row['perplexity']:.2f}" + (f" [{ref}]" if ref else ""))
