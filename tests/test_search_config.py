@@ -66,7 +66,7 @@ def test_pin_run_defining_keeps_the_checkpoint_values():
 def test_presets_load(name):
     cfg = load_config(f"search_spaces/{name}.yaml")
     assert set(cfg.leaves) <= set(cfg.evaluation.leaves)
-    if name in ("quick", "quick-recipes"):  # ~1 s per new candidate (a quarter of the rows) must fit 10 minutes on 2 cores
+    if name in ("quick", "quick-recipes"):  # ~1 s per new candidate (a quarter of the rows): 10 min on 2 cores
         assert cfg.population * cfg.generations <= 320 and cfg.evaluation.fitness == "layer"
         assert cfg.evaluation.fitness_rows <= 0.25 and cfg.rescore_top <= 2
     if name == "pruner_zero":
