@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import torch
 
@@ -11,20 +12,33 @@ from evoprune.model.layers import prunable_layers
 GRAD_SCALE = 100.0  # GBLM-Pruner's scale: keeps squared fp32 gradients away from underflow
 
 
+@contextmanager
+def weight_gradients(model: torch.nn.Module) -> Iterator[dict[str, torch.nn.Parameter]]:
+    """The prunable weights keyed like `prunable_layers`, the only parameters that take gradients inside the block
+    (their .grad cleared on entry and exit); every requires_grad flag is restored afterwards."""
+    saved = {p: p.requires_grad for p in model.parameters()}
+    for p in model.parameters():
+        p.requires_grad_(False)
+    weights = {key: ref.module.weight for key, ref in prunable_layers(model).items()}
+    for w in weights.values():
+        w.requires_grad_(True)
+        w.grad = None
+    try:
+        yield weights
+    finally:
+        for w in weights.values():
+            w.grad = None
+        for p, flag in saved.items():
+            p.requires_grad_(flag)
+
+
 def gradient_magnitudes(model: torch.nn.Module, windows: torch.Tensor,
                         progress: Callable[[int], None] | None = None) -> dict[str, torch.Tensor]:
     """G for every prunable layer, keyed like `prunable_layers`, shaped [out, in]; the model is unchanged."""
     layers = prunable_layers(model)
     device = next(model.parameters()).device
-    saved = {p: p.requires_grad for p in model.parameters()}
-    for p in model.parameters():
-        p.requires_grad_(False)
-    weights = {key: ref.module.weight for key, ref in layers.items()}
-    for w in weights.values():
-        w.requires_grad_(True)
-        w.grad = None
-    acc = {key: torch.zeros_like(w, dtype=torch.float32) for key, w in weights.items()}
-    try:
+    with weight_gradients(model) as weights:
+        acc = {key: torch.zeros_like(w, dtype=torch.float32) for key, w in weights.items()}
         for row in windows:
             ids = row.unsqueeze(0).to(device)
             model(ids, labels=ids, use_cache=False).loss.backward()
@@ -33,7 +47,4 @@ def gradient_magnitudes(model: torch.nn.Module, windows: torch.Tensor,
                 w.grad = None
             if progress is not None:
                 progress(1)
-    finally:
-        for p, flag in saved.items():
-            p.requires_grad_(flag)
     return {key: (a.sqrt().t() if layers[key].transposed else a.sqrt()) for key, a in acc.items()}

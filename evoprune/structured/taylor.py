@@ -9,28 +9,14 @@ from __future__ import annotations
 
 import torch
 
-from evoprune.model.layers import prunable_layers
+from evoprune.stats.gradients import weight_gradients
 
 
 def taylor_scores(model: torch.nn.Module, windows: torch.Tensor) -> dict[str, torch.Tensor]:
     """|W ⊙ Σ_windows ∂loss/∂W| for every prunable layer, keyed like `prunable_layers`; the model is unchanged."""
-    layers = prunable_layers(model)
     device = next(model.parameters()).device
-    saved = {p: p.requires_grad for p in model.parameters()}
-    for p in model.parameters():
-        p.requires_grad_(False)
-    weights = {key: ref.module.weight for key, ref in layers.items()}
-    for w in weights.values():
-        w.requires_grad_(True)
-        w.grad = None
-    try:
+    with weight_gradients(model) as weights:
         for row in windows:
             ids = row.unsqueeze(0).to(device)
             model(ids, labels=ids, use_cache=False).loss.backward()  # .grad accumulates over windows
-        scores = {key: (w.detach().float() * w.grad.float()).abs() for key, w in weights.items()}
-    finally:
-        for w in weights.values():
-            w.grad = None
-        for p, flag in saved.items():
-            p.requires_grad_(flag)
-    return scores
+        return {key: (w.detach().float() * w.grad.float()).abs() for key, w in weights.items()}
