@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
 
 from evoprune.model.layers import LinearRef
 from evoprune.stats.blocks import BlockInputs, run_block
+
+Acc = TypeVar("Acc")
 
 
 @dataclass
@@ -39,14 +43,13 @@ class InputAccumulator:
 
 
 @torch.no_grad()
-def accumulate_block(
-    block: torch.nn.Module, layers: list[LinearRef], inputs: BlockInputs, with_gram: bool
-) -> tuple[dict[str, InputAccumulator], torch.Tensor]:
-    """Statistics of every layer's input while running `block` once; also returns the block's outputs."""
-    device = inputs.hidden.device
+def observe_block(block: torch.nn.Module, layers: list[LinearRef], inputs: BlockInputs,
+                  make: Callable[[LinearRef], Acc]) -> tuple[dict[str, Acc], torch.Tensor]:
+    """Run `block` once with one accumulator per layer (`make(ref)`, anything with `add(x)`) fed that layer's
+    input; returns the accumulators keyed by layer name and the block's outputs."""
     accs, handles = {}, []
     for ref in layers:
-        acc = InputAccumulator.empty(ref.weight().shape[1], device, with_gram)
+        acc = make(ref)
         accs[ref.name] = acc
         handles.append(ref.module.register_forward_hook(lambda _m, args, _o, acc=acc: acc.add(args[0])))
     try:
@@ -55,6 +58,15 @@ def accumulate_block(
         for handle in handles:
             handle.remove()
     return accs, outputs
+
+
+def accumulate_block(
+    block: torch.nn.Module, layers: list[LinearRef], inputs: BlockInputs, with_gram: bool
+) -> tuple[dict[str, InputAccumulator], torch.Tensor]:
+    """Statistics of every layer's input while running `block` once; also returns the block's outputs."""
+    device = inputs.hidden.device
+    return observe_block(block, layers, inputs,
+                         lambda ref: InputAccumulator.empty(ref.weight().shape[1], device, with_gram))
 
 
 def damped_inverse_diag(hessian: torch.Tensor, percdamp: float = 0.01) -> torch.Tensor:

@@ -9,7 +9,8 @@ from dataclasses import dataclass
 import torch
 
 from evoprune.model.layers import block_linears, decoder_blocks
-from evoprune.stats.blocks import capture_block_inputs, run_block
+from evoprune.stats.accumulate import observe_block
+from evoprune.stats.blocks import capture_block_inputs
 
 
 @dataclass
@@ -54,17 +55,10 @@ def calibrate(model: torch.nn.Module, windows: torch.Tensor) -> Calibration:
     moments: dict[str, ChannelMoments] = {}
     influence = []
     for i, block in enumerate(decoder_blocks(model)):
-        handles = []
-        for ref in block_linears(block):
-            width = ref.weight().shape[1]
-            acc = ChannelMoments(torch.zeros(width), torch.zeros(width))
-            moments[f"{i}.{ref.name}"] = acc
-            handles.append(ref.module.register_forward_hook(lambda _m, args, _o, acc=acc: acc.add(args[0])))
-        try:
-            outputs = run_block(block, inputs)
-        finally:
-            for handle in handles:
-                handle.remove()
+        accs, outputs = observe_block(block, block_linears(block), inputs,
+                                      lambda ref: ChannelMoments(torch.zeros(ref.weight().shape[1]),
+                                                                 torch.zeros(ref.weight().shape[1])))
+        moments.update({f"{i}.{name}": acc for name, acc in accs.items()})
         influence.append(_cosine_influence(inputs.hidden, outputs))
         inputs.hidden = outputs
     return Calibration(moments, torch.tensor(influence))
