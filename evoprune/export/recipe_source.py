@@ -8,29 +8,18 @@ docstring says so. `evoprune prune --metric THIS_FILE.py` applies the whole reci
 
 from __future__ import annotations
 
+import inspect
 import pprint
 
 from evoprune.errors import EvopruneError
 from evoprune.formula.descriptors import DESCRIPTOR_SYMBOLS, DESCRIPTORS
 from evoprune.formula.parse import parse_formula
 from evoprune.formula.printing import to_python_vector_source
-from evoprune.prune.allocation_tree import TREE_DELTA
+from evoprune.prune.allocation_tree import TREE_DELTA, normalised_ranks
 from evoprune.prune.recipe import Recipe
 
-_RANKS = '''def _normalised_ranks(values):
-    """Ranks in [0, 1] (0 = lowest value); equal values share their mean rank (evoprune's rule)."""
-    n = values.numel()
-    if n == 1:
-        return torch.full((1,), 0.5, dtype=torch.float64)
-    order = torch.sort(values, stable=True).indices
-    ranks = torch.empty(n, dtype=torch.float64)
-    ranks[order] = torch.arange(n, dtype=torch.float64)
-    out = ranks.clone()
-    for value in torch.unique(values):
-        tied = values == value
-        out[tied] = ranks[tied].mean()
-    return out / (n - 1)
-'''
+# the exported module ranks exactly as evoprune does: the same function's source, not a copy of it
+_RANKS = inspect.getsource(normalised_ranks).replace("def normalised_ranks(", "def _normalised_ranks(", 1)
 
 
 def _descriptor_doc() -> str:
