@@ -21,7 +21,8 @@ app = typer.Typer(
 
 
 # Each command module exposes `register(app)`. Add a module here when it adds commands.
-COMMAND_MODULES = ("evoprune.cli.commands_core", "evoprune.cli.commands_search", "evoprune.cli.commands_export")
+COMMAND_MODULES = ("evoprune.cli.commands_core", "evoprune.cli.commands_search", "evoprune.cli.commands_export",
+                   "evoprune.cli.commands_tune")
 
 
 def _register() -> None:
