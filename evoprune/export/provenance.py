@@ -12,6 +12,7 @@ from evoprune.export.run_view import RunView
 from evoprune.prune.masks import parse_pattern
 
 FITNESS_MEANING = {"layer": "layer reconstruction error Σ‖(W−W⊙M)X‖²/‖WX‖²",
+                   "fisher": "loss-weighted layer error Σ F·‖(W−Ŵ)X‖² / Σ F·‖WX‖² (F: output Fisher diagonal)",
                    "block": "relative block output error", "model": "KL divergence to the dense model"}
 
 

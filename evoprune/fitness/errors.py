@@ -10,6 +10,11 @@ def output_energy(weight: torch.Tensor, hessian: torch.Tensor) -> torch.Tensor:
     return (weight @ hessian * weight).sum()
 
 
+def row_errors(diff: torch.Tensor, hessian: torch.Tensor) -> torch.Tensor:
+    """Per output row c, ‖Δw_c X‖² (per token) = Δw_cᵀ H Δw_c: the rows of `output_energy`'s sum."""
+    return (diff @ hessian * diff).sum(1)
+
+
 def layer_error(weight: torch.Tensor, mask: torch.Tensor, hessian: torch.Tensor,
                 energy: torch.Tensor | None = None) -> torch.Tensor:
     """‖(W − W⊙M)X‖² / ‖WX‖² from the Gram matrix H = XᵀX/T: no forward pass needed."""

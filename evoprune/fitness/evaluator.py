@@ -2,7 +2,8 @@
 model it prunes reconstructs the dense one. Built once per process (or per Ray actor); candidates are strings
 (a formula, a built-in name, or a recipe's JSON: see `candidate.py`).
 
-The fitness strategy is chosen once: `layer` is the pure `LayerFitness` (Gram matrices, no forward pass),
+The fitness strategy is chosen once: `layer` is the pure `LayerFitness` (Gram matrices, no forward pass), `fisher`
+the same weighted by the loss's output sensitivities (one backward pass per calibration window, cached),
 `block`/`model` run the pruned model (`strategies.py`). The model is pruned in place and restored from a kept copy
 of the weights, never reloaded per candidate.
 """
@@ -24,7 +25,7 @@ from evoprune.errors import EvopruneError
 from evoprune.fitness.candidate import compile_score, parse_candidate
 from evoprune.fitness.layer_fitness import CandidateFailure, LayerFitness
 from evoprune.fitness.result import EvalResult
-from evoprune.fitness.spec import EvalSpec
+from evoprune.fitness.spec import LAYER_FITNESSES, EvalSpec
 from evoprune.fitness.strategies import BlockStrategy, FitnessStrategy, ModelStrategy
 from evoprune.model.layers import prunable_layers
 from evoprune.model.loading import load_model
@@ -35,7 +36,7 @@ from evoprune.prune.masks import Pattern, check_sparsity, parse_pattern
 from evoprune.prune.method import Scorer, layer_leaves
 from evoprune.prune.metrics import wanda
 from evoprune.prune.recipe import Recipe
-from evoprune.stats.cache import cached_dense_stats
+from evoprune.stats.cache import cached_dense_stats, cached_output_sensitivities
 
 __all__ = ["CandidateFailure", "Evaluator", "RecipeEvaluator", "settings_of", "targets_for"]
 
@@ -97,7 +98,7 @@ class RecipeEvaluator:
                     hessians: Mapping[str, torch.Tensor]) -> RecipeEvaluator:
         """The layer fitness over given leaves (with X) and Gram matrices, with no model."""
         if spec.fitness != "layer":
-            raise EvopruneError("only the layer fitness works without a model")
+            raise EvopruneError("only the layer fitness works without a model (fisher needs its gradients)")
         x = {key: lv["X"] for key, lv in leaves.items()}
         return cls(spec, LayerFitness(leaves, hessians, spec.group, spec.fitness_rows, spec.seed), x)
 
@@ -162,10 +163,13 @@ class Evaluator(RecipeEvaluator):
         leaves = {key: {k: v for k, v in layer_leaves(self.original[key], stats[key]).items() if k in spec.leaves}
                   for key in self.layers}
         x = {key: stats[key].X.to(self.original[key].device).float().unsqueeze(0) for key in self.layers}
+        sensitivity = (cached_output_sensitivities(self.loaded.model, windows, self.calib, progress)
+                       if spec.fitness == "fisher" else None)
         fitness = LayerFitness(leaves, {key: stats[key].H for key in self.layers}, spec.group,
-                               spec.fitness_rows if spec.fitness == "layer" else 1.0, spec.seed)
+                               spec.fitness_rows if spec.fitness in LAYER_FITNESSES else 1.0, spec.seed,
+                               sensitivity)
         samples = windows[: spec.fitness_samples]
-        strategies = {"layer": lambda: fitness,
+        strategies = {"layer": lambda: fitness, "fisher": lambda: fitness,
                       "block": lambda: BlockStrategy(self.loaded.model, samples, self._apply),
                       "model": lambda: ModelStrategy(self.loaded.model, samples, self._apply)}
         super().__init__(spec, fitness, x, strategies[spec.fitness]())

@@ -5,6 +5,10 @@ synthetic runs.
 `rows` < 1 scores a fixed random subset of each layer's output rows (drawn with the seed): rows prune, refine and
 update independently and the error is a sum over rows, so the subset is an unbiased, cheaper estimate. Scores are
 still computed on the whole matrix, since operators such as colnorm or mms read all of it.
+
+With `sensitivity` (per layer and output row, the loss's (∂loss/∂y)², `stats.sensitivity`) the error is instead
+one ratio over the whole model, Σ F_c·e_c / Σ F_c·E_c with e_c, E_c the pruned and dense row errors: a second-order
+estimate of the loss increase, in which layers count by what they cost the loss (the `fisher` fitness).
 """
 
 from __future__ import annotations
@@ -13,7 +17,8 @@ from collections.abc import Callable, Mapping
 
 import torch
 
-from evoprune.fitness.errors import output_energy, weight_error
+from evoprune.errors import EvopruneError
+from evoprune.fitness.errors import output_energy, row_errors, weight_error
 from evoprune.prune.apply import LayerTarget, layer_mask
 from evoprune.prune.masks import Pattern, select_mask_counts, spread_count
 from evoprune.prune.recipe import Recipe
@@ -77,13 +82,26 @@ class LayerFitness:
     subset = True  # as a fitness strategy: scores the row subset
 
     def __init__(self, leaves: Leaves, hessians: Mapping[str, torch.Tensor], group: str = "row",
-                 rows: float = 1.0, seed: int = 0) -> None:
+                 rows: float = 1.0, seed: int = 0, sensitivity: Mapping[str, torch.Tensor] | None = None) -> None:
         self.leaves = leaves
         self.hessians = {key: h.to(leaves[key]["W"].device) for key, h in hessians.items()}
         self.group = group
         self.rows = row_subsets(leaves, rows, seed)
         self.energies = {key: output_energy(self.scored_weight(key), h) for key, h in self.hessians.items()}
         self._factors: dict[tuple[str, float], tuple[torch.Tensor, torch.Tensor]] = {}
+        self.weights: dict[str, torch.Tensor] | None = None  # per scored row: F_c / Σ F·E (the fisher fitness)
+        if sensitivity is not None:
+            self.weights = {key: self.scored_rows(key, sensitivity[key].to(h.device).float())
+                            for key, h in self.hessians.items()}
+            total = sum(float((self.weights[k] * row_errors(self.scored_weight(k), h)).sum())
+                        for k, h in self.hessians.items())
+            if not total > 0:
+                raise EvopruneError("output sensitivities are all zero: the loss does not depend on these layers")
+            self.weights = {key: w / total for key, w in self.weights.items()}
+
+    def scored_rows(self, key: str, values: torch.Tensor) -> torch.Tensor:
+        """The entries of a per-output-row vector that belong to the scored rows."""
+        return values if self.rows.get(key) is None else values[self.rows[key]]
 
     def scored_weight(self, key: str) -> torch.Tensor:
         """The rows of W the fitness scores (all of them unless `rows` < 1)."""
@@ -121,7 +139,10 @@ class LayerFitness:
 
     @torch.no_grad()
     def error(self, pruned: Mapping[str, tuple[torch.Tensor, torch.Tensor]]) -> float:
-        """Mean over layers of ‖(W−Ŵ)X‖²/‖WX‖² on the scored rows."""
+        """Mean over layers of ‖(W−Ŵ)X‖²/‖WX‖² on the scored rows; with sensitivities, Σ F·e / Σ F·E."""
+        if self.weights is not None:
+            return float(sum((self.weights[k] * row_errors(self.scored_weight(k) - new, self.hessians[k])).sum()
+                             for k, (_, new) in pruned.items()))
         errors = [weight_error(self.scored_weight(k), new, self.hessians[k], self.energies[k])
                   for k, (_, new) in pruned.items()]
         return float(torch.stack(errors).mean())

@@ -6,7 +6,8 @@ from dataclasses import dataclass, fields
 
 from evoprune.errors import EvopruneError
 
-FITNESS_TYPES = ("layer", "block", "model")
+FITNESS_TYPES = ("layer", "fisher", "block", "model")
+LAYER_FITNESSES = ("layer", "fisher")  # from Gram matrices alone, no forward pass per candidate
 
 
 @dataclass(frozen=True)
@@ -41,8 +42,9 @@ class EvalSpec:
             raise EvopruneError(f"fitness_samples must be >= 1, got {self.fitness_samples}")
         if not 0 < self.fitness_rows <= 1:
             raise EvopruneError(f"fitness_rows must be in (0, 1], got {self.fitness_rows}")
-        if self.fitness_rows < 1 and (self.fitness != "layer" or self.group != "row"):
-            raise EvopruneError("fitness_rows < 1 needs fitness: layer and group: row (rows must prune independently)")
+        if self.fitness_rows < 1 and (self.fitness not in LAYER_FITNESSES or self.group != "row"):
+            raise EvopruneError("fitness_rows < 1 needs fitness: layer or fisher and group: row "
+                                "(rows must prune independently)")
         if self.fitness_samples > self.nsamples:  # the first windows of the calibration set: there are no more
             object.__setattr__(self, "fitness_samples", self.nsamples)
 

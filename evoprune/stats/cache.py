@@ -64,3 +64,30 @@ def cached_dense_stats(
                 for key, st in stats.items()}, tmp)
     os.replace(tmp, path)
     return stats
+
+
+def cached_output_sensitivities(model: torch.nn.Module, windows: torch.Tensor, calib: CalibSpec,
+                                progress: Callable[[str, int, int], None] | None = None) -> dict[str, torch.Tensor]:
+    """`stats.sensitivity.output_sensitivities` over the calibration windows, cached beside the dense statistics."""
+    from evoprune.stats.sensitivity import output_sensitivities
+
+    path = cache_dir() / "stats" / f"sens-{stats_key(model, calib, False, False)}.pt"
+    if path.is_file():
+        announce(f"output sensitivities loaded from the cache ({path.name})")
+        return torch.load(path, weights_only=True)
+    report = progress or default_progress()
+    total = len(windows)
+    done = 0
+
+    def step(n: int) -> None:
+        nonlocal done
+        done += n
+        if report is not None:
+            report("output sensitivities (one backward per window)", done, total)
+
+    sens = output_sensitivities(model, windows, step)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    torch.save({key: v.cpu() for key, v in sens.items()}, tmp)
+    os.replace(tmp, path)
+    return sens
