@@ -191,3 +191,17 @@ def test_the_fitness_obs_sweep_equals_prunes_loop(rows, cols, blocksize):
         fast = obs_update_factored(w, keep, *inverse_factor(h, 0.01), blocksize=blocksize)
         assert torch.allclose(fast, loop, rtol=1e-4, atol=1e-4)
         assert not fast[~keep].any()
+
+
+def test_seeded_recipe_population_holds_the_hand_made_recipes():
+    from evoprune.search.loop import initial_population
+
+    cfg = config(seed_baselines=True, population=12)
+    seed_all(0)
+    toolbox, genome = build_search(cfg)
+    population = initial_population(cfg, toolbox, genome)
+    keys = [genome.key(ind)[0] for ind in population[:6]]
+    assert len(population) == 12
+    wanda_obs = json.dumps(Recipe.parse("X*Abs(W)", update="obs").to_dict(), sort_keys=True)
+    assert "X*Abs(W)" in keys and wanda_obs in keys  # uniform Wanda with and without the update
+    assert all(genome.allocation(ind)[0] == "uniform" for ind in population[:6])

@@ -87,6 +87,17 @@ class RecipeGenome(FormulaGenome):
         ind.update = random.choice(self.config.update_choices)
         return ind
 
+    def seeded(self, tree: list, refine: str, update: str):
+        """A hand-made recipe as an individual: the given score tree, a uniform allocation (a constant tree, which
+        ranks every layer equal) and the given stages."""
+        ind = creator.EvoRecipe(tree)
+        ind.alloc = None
+        if self.alloc_pset is not None:
+            ind.alloc = (tree_from_string(repr(float(self.config.constants[0])), self.alloc_pset)
+                         if self.config.constants else self.new_alloc())
+        ind.refine, ind.update = refine, update
+        return ind
+
     def text(self, ind) -> str:
         return json.dumps({"score": str(ind), "alloc": None if ind.alloc is None else str(ind.alloc),
                            "refine": ind.refine, "update": ind.update})

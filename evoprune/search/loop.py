@@ -27,16 +27,22 @@ HALL_OF_FAME = 10
 
 
 def initial_population(config: SearchConfig, toolbox, genome: FormulaGenome) -> list:
-    """Ramped half-and-half from scratch; with `seed_baselines`, the expressible built-ins replace the first few
-    (as recipes: their score, with allocation and stage genes drawn like any other individual's)."""
+    """Ramped half-and-half from scratch; with `seed_baselines`, the expressible built-ins replace the first few.
+    A recipe genome seeds each built-in score with a uniform allocation and every refine/update choice (the
+    hand-made recipes a search must beat), at most half the population so that the rest is explored."""
     population = toolbox.population(n=config.population)
     if config.seed_baselines:
-        seeds = []
+        trees = []
         for text in BASELINE_FORMULAS.values():
             try:
-                seeds.append(genome.individual(sympy_to_tree(parse_formula(text), genome.pset)))
+                trees.append(sympy_to_tree(parse_formula(text), genome.pset))
             except NotExpressible:
                 continue  # the configured primitives or leaves cannot write this baseline
+        if genome.multi:
+            seeds = [genome.seeded(tree, refine, update) for update in config.update_choices
+                     for refine in config.refine_choices for tree in trees][: max(1, config.population // 2)]
+        else:
+            seeds = [genome.individual(tree) for tree in trees]
         population[: len(seeds)] = seeds[: config.population]
     return population
 
