@@ -14,17 +14,28 @@ import torch
 import yaml
 
 from evoprune.cli.app import main
-from evoprune.structured.tpe import complete_trials, open_study, run_trials
+from evoprune.structured.tpe import complete_trials, open_study
 from evoprune.structured.tune_config import TuneConfig
-from evoprune.structured.tune_space import suggest
+from evoprune.structured.tune_space import anchors, run_tune
 
 TINY = {"device": "cpu", "dtype": "float32", "ratio": 0.2, "seqlen": 32, "pool": 6, "choose": 2,
-        "objective_windows": 2, "n_trials": 3, "n_startup_trials": 2, "eval_seqlen": 128, "eval_max_tokens": 512}
+        "objective_windows": 2, "n_trials": 3, "n_startup_trials": 2, "eval_seqlen": 128, "eval_max_tokens": 512,
+        "latency_repeats": 0}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models gain nothing from a second thread, and on a busy 2-core machine two threads each wait on the
+    other (measured: a trial 0.6 s with one thread, 3-10 s with two)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
 def tiny(truncated_model_dir) -> TuneConfig:
-    return TuneConfig(model=str(truncated_model_dir), **TINY)
+    return TuneConfig(model=str(truncated_model_dir), **TINY, metrics=("taylor", "wanda"))
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +57,7 @@ def _toy(params: dict) -> float:
 
 def _run(cfg: TuneConfig, objective, storage=None, n: int | None = None):
     study = open_study(storage)
-    run_trials(study, n or cfg.n_trials, cfg.seed, cfg.n_startup_trials, lambda t: suggest(t, cfg), objective)
+    run_tune(study, cfg, objective, n_trials=n)
     return study
 
 
@@ -60,20 +71,24 @@ def test_tpe_is_reproducible_from_its_seed():
 
 
 def test_a_continued_study_equals_an_uninterrupted_one(tiny, problem, tmp_path):
-    """Stop after 2 trials (and leave a trial RUNNING, as a killed process does), reopen the SQLite storage as a
-    new process would, continue to 3 (past the 2 random startup trials, so TPE proper is continued too): the
-    completed trials equal those of one uninterrupted run, values included."""
+    """Stop after 1 trial and leave the next RUNNING (as a killed process does), reopen the SQLite storage as a
+    new process would, continue to 4: the completed trials equal those of one uninterrupted run, values included.
+    Trials 0-1 are the anchors (Taylor alone, Wanda alone; the stale one is asked again), 2-3 are TPE's."""
     spec = problem.spec()
 
     def objective(params):
         return problem.objective(params, spec)
 
     storage = f"sqlite:///{tmp_path / 'study.db'}"
-    _run(tiny, objective, storage, n=2).ask()  # the stale trial
-    continued = _run(tiny, objective, storage, n=3)
-    uninterrupted = _run(tiny, objective, None, n=3)
+    stopped = _run(tiny, objective, storage, n=1)
+    stopped.enqueue_trial(anchors(tiny)[1])  # what run_trials does for slot 1, then the process dies mid-trial
+    stopped.ask()
+    continued = _run(tiny, objective, storage, n=4)
+    uninterrupted = _run(tiny, objective, None, n=4)
     assert _history(continued) == _history(uninterrupted)
-    assert [t.state.name for t in continued.trials].count("FAIL") == 1
+    assert [t.state.name for t in continued.trials].count("FAIL") == 1  # the stale trial; its slot asked again
+    weights = [(p["weight_taylor"], p["weight_wanda"]) for p, _ in _history(continued)]
+    assert weights[:2] == [(1.0, 0.0), (0.0, 1.0)] and len(set(weights)) == 4
 
 
 def test_pool_and_objective_windows_are_disjoint():
@@ -83,6 +98,19 @@ def test_pool_and_objective_windows_are_disjoint():
     pool, objective = split_validation(ids, 16, 40, 10, seed=3)
     assert pool.shape == (40, 16) and objective.shape == (10, 16)
     assert not set(pool.flatten().tolist()) & set(objective.flatten().tolist())
+
+
+def test_pool_moments_of_chosen_windows_equal_a_pass_over_them(problem):
+    """A trial's statistics are sums of per-window rows: the same as calibrating on its windows alone."""
+    from evoprune.structured.calibration import calibrate
+
+    chosen = [4, 1, 4]  # a repeated slot weighs its window twice
+    direct = calibrate(problem.loaded.model, problem.pool[chosen]).moments
+    for key, acc in problem.moments.items():
+        summed = acc.chosen(chosen)
+        assert summed.tokens == direct[key].tokens
+        torch.testing.assert_close(summed.variance(), direct[key].variance(), rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(summed.rms(), direct[key].rms(), rtol=1e-5, atol=1e-6)
 
 
 def _write(path, cfg: dict):

@@ -45,12 +45,12 @@ def tune(
     console.print(f"best trial {best['number']} of {best['complete_trials']}: objective perplexity "
                   f"{best['value']:.3f} (dense {best['dense_objective']:.3f}); weights {weights}; windows "
                   f"{best['windows']}", highlight=False, soft_wrap=True)
+    latency = f"; forward latency {report['latency']['ratio']:.2f}x dense" if report["latency"] else ""
     saved = (f"; saved to {report['saved']} (reload max |Δlogit| {report['reload_max_abs_diff']:.2e})"
              if "saved" in report else "")
     console.print(f"pruned {cfg.structure} ({cfg.widths}): removed {params['removed_decoder']:,} decoder parameters "
                   f"({params['removed_fraction_of_decoder']:.4f}); {cfg.eval_data} test perplexity "
-                  f"{report['test_perplexity']:.2f}; forward latency {report['latency']['ratio']:.2f}x dense"
-                  f"{saved} -> {out}", highlight=False, soft_wrap=True)
+                  f"{report['test_perplexity']:.2f}{latency}{saved} -> {out}", highlight=False, soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:

@@ -24,9 +24,9 @@ from evoprune.jobs.tune_problem import TuneProblem
 from evoprune.model.loading import LoadedModel, model_path
 from evoprune.structured.measure import count_params, forward_latency
 from evoprune.structured.save import reload_max_abs_diff, save_shrunk
-from evoprune.structured.tpe import complete_trials, open_study, run_trials
+from evoprune.structured.tpe import complete_trials, open_study
 from evoprune.structured.tune_config import FREE_KEYS, TuneConfig, config_from_dict
-from evoprune.structured.tune_space import decode, suggest
+from evoprune.structured.tune_space import decode, run_tune
 
 CONFIG_FILE, STUDY_FILE = "config.yaml", "study.db"
 
@@ -99,8 +99,7 @@ def tune_job(loaded: LoadedModel, cfg: TuneConfig, out: Path, save: Path | None 
     (out / CONFIG_FILE).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
     spec = problem.spec()
     study = open_study(f"sqlite:///{(out / STUDY_FILE).resolve()}")
-    run_trials(study, cfg.n_trials, cfg.seed, cfg.n_startup_trials, lambda trial: suggest(trial, cfg),
-               lambda params: problem.objective(params, spec), on_trial)
+    run_tune(study, cfg, lambda params: problem.objective(params, spec), on_trial)
     search_seconds = time.perf_counter() - start
     best = study.best_trial
     choice = decode(best.params, cfg)
@@ -130,15 +129,20 @@ def final_report(loaded: LoadedModel, problem: TuneProblem, params: dict, spec: 
     counts and forward latency against the dense model, measured in this run."""
     from evoprune.data.perplexity import perplexity
 
-    ids = latency_ids(loaded)
-    dense_params, dense_latency = count_params(loaded.model), forward_latency(loaded.model, ids)
+    ids, repeats = latency_ids(loaded), cfg.latency_repeats
+    dense_params = count_params(loaded.model)
+    dense_latency = forward_latency(loaded.model, ids, repeats) if repeats else None
     start = time.perf_counter()
     selection = problem.apply(loaded.model, params, spec)
     prune_seconds = time.perf_counter() - start
     evaluation = PerplexitySpec(cfg.eval_data, cfg.eval_seqlen, cfg.eval_max_tokens or None)
     test_ppl = perplexity(loaded.model, evaluation_windows(loaded, evaluation))
     pruned = count_params(loaded.model)
-    latency = {"input": list(ids.shape), "dense_s": dense_latency, "pruned_s": forward_latency(loaded.model, ids)}
+    latency = None
+    if repeats:
+        pruned_latency = forward_latency(loaded.model, ids, repeats)
+        latency = {"input": list(ids.shape), "repeats": repeats, "dense_s": dense_latency, "pruned_s": pruned_latency,
+                   "ratio": pruned_latency / dense_latency}
     protocol = protocol_record(loaded, None, evaluation)
     protocol["calibration"] = {"data": cfg.data, "split": "calib", "source": describe_source(cfg.data, "calib"),
                                "seqlen": cfg.seqlen, "pool": cfg.pool, "choose": cfg.choose,
@@ -150,6 +154,6 @@ def final_report(loaded: LoadedModel, problem: TuneProblem, params: dict, spec: 
                    - pruned["decoder"], "removed_fraction_of_decoder": (dense_params["decoder"]
                                                                          - pruned["decoder"])
                    / dense_params["decoder"]},
-        "latency": {**latency, "ratio": latency["pruned_s"] / dense_latency},
+        "latency": latency,
         "seconds": {"final_prune": prune_seconds},
     }

@@ -59,11 +59,15 @@ def pool_moments(model: torch.nn.Module, pool: torch.Tensor) -> dict[str, Window
     """Per-window input moments of every Linear of the dense model, keyed like `prunable_layers`."""
     inputs = capture_block_inputs(model, pool)
     moments: dict[str, WindowMoments] = {}
-    n = len(pool)
+    n, device = len(pool), inputs.hidden.device
+
+    def make(ref) -> WindowMoments:
+        width = ref.weight().shape[1]
+        return WindowMoments(torch.zeros(n, width, device=device), torch.zeros(n, width, device=device),
+                             torch.zeros(n, dtype=torch.long, device=device))
+
     for i, block in enumerate(decoder_blocks(model)):
-        accs, outputs = observe_block(block, block_linears(block), inputs, lambda ref: WindowMoments(
-            torch.zeros(n, ref.weight().shape[1]), torch.zeros(n, ref.weight().shape[1]),
-            torch.zeros(n, dtype=torch.long)))
+        accs, outputs = observe_block(block, block_linears(block), inputs, make)
         moments.update({f"{i}.{name}": acc for name, acc in accs.items()})
         inputs.hidden = outputs
     return moments

@@ -4,13 +4,14 @@ study an uninterrupted run gives.
 Optuna's seeded sampler draws from one RNG stream, so a fresh process would restart that stream; instead each
 trial gets a new TPESampler seeded by (seed, number of completed trials). A trial's parameters then depend only
 on the seed and the completed history, which the SQLite storage keeps. Trials left RUNNING by a killed process
-are marked FAIL (TPE ignores failures) and their slot is asked again.
+are marked FAIL (TPE ignores failures) and their slot is asked again. Anchor trials (fixed parameters, e.g. one
+metric alone) are enqueued just before their slot is asked, so a stale one is asked again in its place too.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import optuna
@@ -35,13 +36,17 @@ def trial_seed(seed: int, index: int) -> int:
 
 def run_trials(study: optuna.Study, n_trials: int, seed: int, n_startup_trials: int,
                suggest: Callable[[Trial], dict], objective: Callable[[dict], float],
-               on_trial: Callable[[FrozenTrial], None] | None = None) -> None:
-    """Ask, evaluate and tell until the study holds `n_trials` completed trials."""
+               on_trial: Callable[[FrozenTrial], None] | None = None, anchors: Sequence[dict] = ()) -> None:
+    """Ask, evaluate and tell until the study holds `n_trials` completed trials; completed trial i < len(anchors)
+    has the parameters of anchors[i] (the sampler draws any it leaves out)."""
     for stale in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         study.tell(stale.number, state=TrialState.FAIL)
     while (done := len(complete_trials(study))) < n_trials:
         study.sampler = optuna.samplers.TPESampler(seed=trial_seed(seed, done), n_startup_trials=n_startup_trials,
                                                    constant_liar=False)
+        # a WAITING trial is this slot's anchor, enqueued by a process stopped before it asked
+        if done < len(anchors) and not study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+            study.enqueue_trial(anchors[done])
         trial = study.ask()
         try:
             value = objective(suggest(trial))

@@ -39,12 +39,14 @@ class TuneConfig:
     split_seed: int = 0  # which validation windows form the pool and the objective set
     # TPE
     n_trials: int = 30
-    n_startup_trials: int = 8  # random trials before TPE models the history
+    n_startup_trials: int = 8  # trials before TPE models the history (anchors first, then random)
+    anchor_trials: bool = True  # the first trials weigh one metric each (see tune_space.anchors)
     seed: int = 0
     # the final report only: the best trial's pruned model on the test split
     eval_data: str = "wikitext2"
     eval_seqlen: int = 512
     eval_max_tokens: int = 16384
+    latency_repeats: int = 5  # forward passes timed for the report's latency (dense and pruned); 0: not measured
 
     def __post_init__(self) -> None:
         structures = parse_structures(self.structure)
@@ -64,6 +66,8 @@ class TuneConfig:
             raise EvopruneError(f"seqlen must be >= 2, got {self.seqlen}")
         if self.choose > self.pool:
             raise EvopruneError(f"choose ({self.choose}) must not exceed pool ({self.pool})")
+        if self.latency_repeats < 0:
+            raise EvopruneError(f"latency_repeats must be >= 0, got {self.latency_repeats}")
         if self.eval_max_tokens < 0:
             raise EvopruneError(f"eval_max_tokens must be >= 0 (0 = all), got {self.eval_max_tokens}")
         self._check_metrics()

@@ -6,8 +6,10 @@ With one metric there is nothing to weigh, so no weight is suggested.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
+from evoprune.structured.tpe import run_trials
 from evoprune.structured.tune_config import TuneConfig
 
 
@@ -27,7 +29,22 @@ def suggest(trial, cfg: TuneConfig) -> dict:
     return dict(trial.params)
 
 
+def anchors(cfg: TuneConfig) -> list[dict]:
+    """First trials that weigh one metric each (1, the others 0): the search starts from every single metric, so
+    its best is never worse on the objective than the best of them (their windows are still drawn)."""
+    if not cfg.anchor_trials or len(cfg.metrics) < 2:
+        return []
+    return [{f"weight_{m}": float(m == metric) for m in cfg.metrics} for metric in cfg.metrics]
+
+
 def decode(params: dict, cfg: TuneConfig) -> TrialChoice:
     windows = tuple(sorted(int(params[f"window_{slot}"]) for slot in range(cfg.choose)))
     weights = {m: float(params.get(f"weight_{m}", 1.0)) for m in cfg.metrics}
     return TrialChoice(windows, weights)
+
+
+def run_tune(study, cfg: TuneConfig, objective: Callable[[dict], float], on_trial: Callable | None = None,
+             n_trials: int | None = None) -> None:
+    """`run_trials` over this space: anchors first, TPE seeded by `cfg.seed`, up to `cfg.n_trials` (or n_trials)."""
+    run_trials(study, n_trials or cfg.n_trials, cfg.seed, cfg.n_startup_trials, lambda trial: suggest(trial, cfg),
+               objective, on_trial, anchors(cfg))
