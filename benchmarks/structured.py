@@ -3,11 +3,16 @@
 Rows: magnitude and Wanda summed per unit (uniform widths, LLM-Pruner's equal ratio per structure), LLM-Pruner's
 Taylor |W·G| (uniform), FLAP (fluctuation metric, per-layer widths by its standardised global ranking, bias
 compensation), ShortGPT (drop the blocks of lowest influence), and Wanda summed per unit with FLAP-style per-layer
-widths. Columns: wikitext2 test perplexity (16,384 tokens, 512-token windows), exact parameter counts, CPU forward
-latency of a 1×512 input relative to the dense model. Every row comes from this one run; each method's scores are
-computed once from the dense model and applied to a fresh copy of it at each ratio.
+widths, and AdaPruner-style TPE (`evoprune tune` with search_spaces/adapruner.yaml: Optuna TPE over which
+validation windows calibrate and the weights of a Taylor/FLAP/Wanda/magnitude mix, objective perplexity on other
+validation windows; a small trial budget for CPU, one study per ratio). Columns: wikitext2 test perplexity (16,384
+tokens, 512-token windows), exact parameter counts, CPU forward latency of a 1×512 input relative to the dense
+model. Every row comes from this one run; each method's scores are computed once from the dense model and applied
+to a fresh copy of it at each ratio.
 
     python benchmarks/structured.py           # writes results/structured.md and results/structured.json
+    python benchmarks/structured.py --only "AdaPruner-style TPE" --ratios 0.2 --tune-trials 2 \
+        --max-eval-tokens 1024 --results /tmp/smoke   # a smoke run (the results directory is not touched)
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import copy
 import json
 import os
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -25,9 +31,13 @@ from evoprune.data.perplexity import perplexity
 from evoprune.data.protocol import PerplexitySpec, calib_windows, evaluation_windows, protocol_record
 from evoprune.data.tokens import CalibSpec
 from evoprune.jobs.structured import StructuredSpec, latency_ids, shrink_with_scores, unit_scores
+from evoprune.jobs.tune_problem import TuneProblem
 from evoprune.model.loading import load_model
 from evoprune.structured.measure import count_params, forward_latency
 from evoprune.structured.shape import decoder_shape
+from evoprune.structured.tpe import open_study
+from evoprune.structured.tune_config import load_tune_config
+from evoprune.structured.tune_space import decode, run_tune
 
 RESULTS = Path(__file__).parent / "results"
 # (row label, metric, structure, widths)
@@ -40,6 +50,9 @@ METHODS = [
     ("Wanda-group, per-layer widths", "wanda", "mlp,heads", "per-layer"),
 ]
 RATIOS = (0.1, 0.2, 0.3)
+TPE_LABEL = "AdaPruner-style TPE"
+TPE_CONFIG = Path(__file__).resolve().parents[1] / "search_spaces" / "adapruner.yaml"
+TPE_TRIALS = 12  # CPU budget: ~10 s a trial on 2 threads (Taylor's gradient pass over 8 × 128 tokens dominates)
 
 
 def measure(model: torch.nn.Module, eval_ids: torch.Tensor, lat_ids: torch.Tensor, repeats: int) -> dict:
@@ -54,6 +67,10 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--max-eval-tokens", type=int, default=16384)
     parser.add_argument("--latency-repeats", type=int, default=3)
+    parser.add_argument("--ratios", type=float, nargs="+", default=list(RATIOS))
+    parser.add_argument("--only", action="append", help="run only this row label (repeatable)")
+    parser.add_argument("--tune-trials", type=int, default=TPE_TRIALS, help="TPE trials per ratio")
+    parser.add_argument("--results", type=Path, default=RESULTS, help="where structured.md/.json go")
     args = parser.parse_args()
     os.environ.setdefault("EVOPRUNE_DATA_DIR", str(Path(__file__).resolve().parents[2] / "shared" / "data"))
     torch.set_num_threads(args.threads)
@@ -66,10 +83,12 @@ def main() -> None:
     print(f"dense ppl {dense['perplexity']:.2f}", flush=True)
     rows = []
     for label, metric, structure, widths in METHODS:
+        if args.only and label not in args.only:
+            continue
         start = time.perf_counter()
         scores, calibration = unit_scores(loaded, shape, metric, calib, windows)
         score_seconds = time.perf_counter() - start
-        for ratio in RATIOS:
+        for ratio in args.ratios:
             spec = StructuredSpec(structure, ratio, metric, widths)
             model = copy.deepcopy(loaded.model)
             selection = shrink_with_scores(model, spec, scores, calibration)
@@ -81,13 +100,48 @@ def main() -> None:
             print(f"{label:<32} {ratio:.1f} ppl {row['perplexity']:9.2f} decoder {row['params']['decoder']:,} "
                   f"latency {row['latency_s'] / dense['latency_s']:.2f}", flush=True)
             del model
+    if not args.only or TPE_LABEL in args.only:
+        rows += tpe_rows(loaded, dense, eval_ids, lat_ids, args)
     dense["latency_end_s"] = forward_latency(loaded.model, lat_ids, args.latency_repeats)  # drift check
     write(dense, rows, protocol_record(loaded, calib, evaluation), args)
 
 
+def tpe_rows(loaded, dense: dict, eval_ids: torch.Tensor, lat_ids: torch.Tensor, args: argparse.Namespace) -> list:
+    """One TPE study per ratio (the objective depends on the budget); pool statistics are shared."""
+    cfg = load_tune_config(TPE_CONFIG)
+    cfg = replace(cfg, n_trials=args.tune_trials, n_startup_trials=min(cfg.n_startup_trials,
+                                                                       max(1, args.tune_trials // 2)))
+    start = time.perf_counter()
+    problem = TuneProblem(loaded, cfg)
+    setup_seconds = time.perf_counter() - start
+    rows = []
+    for ratio in args.ratios:
+        spec, study = problem.spec(ratio), open_study(None)
+        start = time.perf_counter()
+        run_tune(study, cfg, lambda params, spec=spec: problem.objective(params, spec))
+        search_seconds = time.perf_counter() - start
+        model = copy.deepcopy(loaded.model)
+        selection = problem.apply(model, study.best_params, spec)
+        choice = decode(study.best_params, cfg)
+        row = {"method": TPE_LABEL, "metric": "mix", "structure": cfg.structure, "widths": cfg.widths,
+               "ratio": ratio, "score_seconds": setup_seconds + search_seconds, "uniform": selection.uniform(),
+               "tune": {"trials": cfg.n_trials, "startup_trials": cfg.n_startup_trials,
+                        "best_objective": study.best_value, "dense_objective": problem.dense_objective,
+                        "weights": choice.weights, "windows": list(choice.windows)},
+               **measure(model, eval_ids, lat_ids, args.latency_repeats)}
+        row["removed_decoder"] = dense["params"]["decoder"] - row["params"]["decoder"]
+        rows.append(row)
+        print(f"{TPE_LABEL:<32} {ratio:.1f} ppl {row['perplexity']:9.2f} decoder {row['params']['decoder']:,} "
+              f"latency {row['latency_s'] / dense['latency_s']:.2f} ({cfg.n_trials} trials, "
+              f"{search_seconds:.0f} s)", flush=True)
+        del model
+    return rows
+
+
 def write(dense: dict, rows: list[dict], protocol: dict, args: argparse.Namespace) -> None:
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "structured.json").write_text(json.dumps({"protocol": protocol, "dense": dense, "rows": rows},
+    results = args.results
+    results.mkdir(parents=True, exist_ok=True)
+    (results / "structured.json").write_text(json.dumps({"protocol": protocol, "dense": dense, "rows": rows},
                                                         indent=2) + "\n")
     lines = [
         "# Structured pruning on the embedded model (SmolLM2-135M, 4-bit weights dequantised to fp32)", "",
@@ -103,11 +157,33 @@ def write(dense: dict, rows: list[dict], protocol: dict, args: argparse.Namespac
         "latency vs dense |", "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in sorted(rows, key=lambda r: (r["ratio"], r["perplexity"])):
-        lines.append(f"| {r['method']} | {r['structure']} {r['widths']} | {r['ratio']:.1f} | "
+        method = r["method"] + (f" ({r['tune']['trials']} trials)" if "tune" in r else "")
+        lines.append(f"| {method} | {r['structure']} {r['widths']} | {r['ratio']:.1f} | "
                      f"{r['perplexity']:.2f} | {r['params']['decoder']:,} | {r['removed_decoder']:,} | "
                      f"{100 * r['removed_decoder'] / dense['params']['decoder']:.2f} | {r['params']['total']:,} | "
                      f"{r['latency_s'] / dense['latency_s']:.2f} |")
-    (RESULTS / "structured.md").write_text("\n".join(lines) + "\n")
+    lines += tpe_notes([r for r in rows if "tune" in r])
+    (results / "structured.md").write_text("\n".join(lines) + "\n")
+
+
+def tpe_notes(rows: list[dict]) -> list[str]:
+    if not rows:
+        return []
+    cfg = load_tune_config(TPE_CONFIG)
+    t = rows[0]["tune"]
+    lines = ["", f"{TPE_LABEL}: `evoprune tune` with `search_spaces/adapruner.yaml` — {t['trials']} TPE trials per "
+             f"ratio (the first {t['startup_trials']}: one per metric alone, then random draws), a small CPU "
+             "budget (AdaPruner's own runs are longer). "
+             f"Each trial calibrates on {cfg.choose} of a pool of {cfg.pool} wikitext2 validation windows of "
+             f"{cfg.seqlen} tokens (not the other rows' 32 × 256) and mixes {', '.join(cfg.metrics)} by searched "
+             "weights over rank-normalised unit scores; the objective is perplexity on "
+             f"{cfg.objective_windows} other validation windows (dense {t['dense_objective']:.2f}). The test "
+             "split is read only for the table. Best trial per ratio:", ""]
+    for r in rows:
+        weights = ", ".join(f"{m} {w:.2f}" for m, w in r["tune"]["weights"].items())
+        lines.append(f"- {r['ratio']:.1f}: objective {r['tune']['best_objective']:.2f}; weights {weights}; "
+                     f"windows {r['tune']['windows']}; {r['score_seconds']:.0f} s")
+    return lines
 
 
 if __name__ == "__main__":
