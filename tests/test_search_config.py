@@ -62,19 +62,20 @@ def test_pin_run_defining_keeps_the_checkpoint_values():
     assert changed == ["population", "seed"]
 
 
-@pytest.mark.parametrize("name", ["quick", "quick-recipes", "default", "pruner_zero", "metric-only", "reconstruct"])
+@pytest.mark.parametrize("name", ["quick", "quick-formula", "default", "pruner_zero", "metric-only", "reconstruct"])
 def test_presets_load(name):
     cfg = load_config(f"search_spaces/{name}.yaml")
     assert set(cfg.leaves) <= set(cfg.evaluation.leaves)
-    if name in ("quick", "quick-recipes"):  # ~1 s per new candidate (a quarter of the rows): 10 min on 2 cores
-        assert cfg.population * cfg.generations <= 320 and cfg.evaluation.fitness == "layer"
+    if name in ("quick", "quick-formula"):  # ~1-2 s per new candidate (a quarter of the rows): 10 min on 2 cores
+        assert cfg.population * cfg.generations <= 320 and cfg.evaluation.fitness in ("layer", "fisher")
         assert cfg.evaluation.fitness_rows <= 0.25 and cfg.rescore_top <= 2
     if name == "pruner_zero":
         assert cfg.leaves == ("W", "X", "G") and cfg.constants == () and "zscore" in cfg.operators
-    if name == "quick":  # the README's main command: the formula search its timing was measured with
+    if name == "quick-formula":  # the formula search of earlier releases, as it was timed
         assert not cfg.recipe_genome
-    if name in ("quick-recipes", "metric-only", "reconstruct"):  # the recipe tracks
+    if name in ("quick", "metric-only", "reconstruct"):  # recipe searches; allocation trees need the fisher fitness
         assert cfg.recipe_genome and cfg.selection == "nsga2" and cfg.allocation_tree
+        assert cfg.evaluation.fitness == "fisher"
     if name == "metric-only":  # no weight update: comparable to Wanda, RIA, Pruner-Zero
         assert cfg.update_choices == ("none",) and cfg.rescore_mode == "sequential"
     if name == "reconstruct":  # the update always on: comparable to SparseGPT
