@@ -84,3 +84,11 @@ def test_fisher_evaluator_on_the_real_model_orders_baselines(truncated_model_dir
     assert 0 < obs < wanda < magnitude < 1
     layer = Evaluator(dataclasses.replace(spec, fitness="layer"))
     assert layer.evaluate("wanda")["fitness"] != pytest.approx(wanda)  # a different measure, same candidates
+
+
+def test_model_fitness_is_the_model_strategy_of_any_evaluator(truncated_model_dir):
+    spec = EvalSpec(model=str(truncated_model_dir), device="cpu", dtype="float32", nsamples=4, seqlen=64,
+                    leaves=("W", "X", "Hinv"), fitness="fisher", fitness_rows=0.5, fitness_samples=2)
+    fisher, model = Evaluator(spec), Evaluator(dataclasses.replace(spec, fitness="model", fitness_rows=1.0))
+    for candidate in ("wanda", '{"score": "wanda", "allocation": "tree:delta=0.1;depth", "update": "obs"}'):
+        assert fisher.model_fitness(candidate) == pytest.approx(model.evaluate(candidate)["fitness"], rel=1e-5)

@@ -107,3 +107,28 @@ def test_a_recipe_search_writes_whole_recipes_and_the_hand_made_rows(tmp_path, c
     assert [r["method"] for r in best["baselines"]] == ["wanda", "wanda+owl", "wanda+obs"]  # no sparsegpt (dense)
     assert any(r["recipe"]["update"] == "obs" for r in best["best"])
     assert "best recipes and baselines" in capsys.readouterr().out
+
+
+def test_reselect_orders_the_best_by_the_second_opinion(tmp_path, capsys, monkeypatch):
+    import evoprune.distributed
+
+    class SecondOpinionPool(SyntheticPool):
+        def __init__(self, spec, **kw):
+            super().__init__(spec, **kw)
+            # a stand-in second opinion that disagrees with the fitness: the larger the formula text, the better
+            self.evaluator.model_fitness = lambda candidate: 1.0 / len(candidate)
+
+    monkeypatch.setattr(evoprune.distributed, "open_pool", SecondOpinionPool)
+    path = tmp_path / "space.yaml"
+    path.write_text(yaml.safe_dump({
+        "leaves": ["W", "X", "Hinv"], "operators": ["add", "mul", "abs", "sqrt"], "population": 12,
+        "generations": 2, "seed": 3, "rescore_top": 1, "reselect_top": 3,
+        "evaluation": {"leaves": ["W", "X", "Hinv"]}}))
+    out = tmp_path / "run"
+    assert main(["search", "--config", str(path), "--out", str(out)]) == 0
+    best = json.loads((out / run_dir.BEST).read_text())["best"]
+    second = [r["model_fitness"] for r in best[:3]]
+    assert None not in second and second == sorted(second)  # the reselected three first, in the second order
+    assert all(r["model_fitness"] is None for r in best[3:])
+    assert max(r["fitness"] for r in best[:3]) <= min(r["fitness"] for r in best[3:])  # they were the best three
+    assert best[0]["perplexity"] is not None and "KL (reselect)" in capsys.readouterr().out

@@ -85,12 +85,15 @@ def results_table(payload: dict) -> Table:
     setting = protocol.get("rescore_setting") or {}
     at = f", {setting.get('sparsity')} {setting.get('pattern')}" if setting else ""
     table = Table(title=f"best recipes and baselines (perplexity: {mode} protocol{at}, evaluation split)")
-    for col in ("", "recipe", "fitness", "size", "perplexity"):
+    second = any(row.get("model_fitness") is not None for row in payload["best"])  # reselect_top was on
+    columns = ("", "recipe", "fitness", *(("KL (reselect)",) if second else ()), "size", "perplexity")
+    for col in columns:
         table.add_column(col)
     for i, row in enumerate(payload["best"][:5]):
-        table.add_row(f"#{i + 1}", row["text"], f"{row['fitness']:.5f}", str(row["size"]), _ppl(row))
+        kl = () if not second else (f"{row['model_fitness']:.4f}" if row.get("model_fitness") is not None else "-",)
+        table.add_row(f"#{i + 1}", row["text"], f"{row['fitness']:.5f}", *kl, str(row["size"]), _ppl(row))
     for row in payload["baselines"]:
-        table.add_row(row["method"], display_text(row["formula"]), "-", "-", _ppl(row))
+        table.add_row(row["method"], display_text(row["formula"]), "-", *(("-",) if second else ()), "-", _ppl(row))
     cache = payload.get("cache", {})
     if cache:
         table.caption = (f"{cache['candidates']} candidates, {cache['evaluations']} evaluated; canonical-cache hits "

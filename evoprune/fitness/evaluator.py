@@ -168,13 +168,14 @@ class Evaluator(RecipeEvaluator):
         fitness = LayerFitness(leaves, {key: stats[key].H for key in self.layers}, spec.group,
                                spec.fitness_rows if spec.fitness in LAYER_FITNESSES else 1.0, spec.seed,
                                sensitivity)
-        samples = windows[: spec.fitness_samples]
+        samples = self.samples = windows[: spec.fitness_samples]
         strategies = {"layer": lambda: fitness, "fisher": lambda: fitness,
                       "block": lambda: BlockStrategy(self.loaded.model, samples, self._apply),
                       "model": lambda: ModelStrategy(self.loaded.model, samples, self._apply)}
         super().__init__(spec, fitness, x, strategies[spec.fitness]())
         self.perplexity_cache: dict[str, float] = {}
         self._eval_windows: torch.Tensor | None = None
+        self._model_strategy: ModelStrategy | None = None
 
     def protocol(self) -> dict:
         return {**protocol_record(self.loaded, self.calib, None), "fitness": self.spec.fitness,
@@ -185,6 +186,20 @@ class Evaluator(RecipeEvaluator):
     def _apply(self, weights: Mapping[str, torch.Tensor] | None) -> None:
         for key, ref in self.layers.items():
             ref.set_weight(self.original[key] if weights is None else weights[key])
+
+    def model_fitness(self, candidate: str) -> float:
+        """The `model` fitness of a candidate whatever fitness this evaluator searches with: KL to the dense model
+        on the first `fitness_samples` calibration windows, every row pruned, mean over the settings. A second,
+        slower opinion on a search's best (calibration text only: the evaluation split stays held out)."""
+        if self._model_strategy is None:
+            self._model_strategy = (self.strategy if isinstance(self.strategy, ModelStrategy)
+                                    else ModelStrategy(self.loaded.model, self.samples, self._apply))
+        recipe = parse_candidate(candidate)
+        scorer = compile_score(recipe.score, self.spec.seqlen)
+        values = [self._model_strategy.error(self.fitness.prune(scorer, recipe, self.targets(recipe, sparsity, pattern),
+                                                                pattern, subset=False))
+                  for sparsity, pattern in self.settings]
+        return float(np.mean(values))
 
     # -- held-out quality -----------------------------------------------------------------------------------
     def perplexity(self, candidate: str, sparsity: float = 0.5, pattern: str = "unstructured") -> float:

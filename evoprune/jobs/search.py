@@ -9,13 +9,14 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from evoprune.errors import EvopruneError
-from evoprune.fitness.evaluator import Evaluator, settings_of
+from evoprune.fitness.evaluator import CandidateFailure, Evaluator, settings_of
 from evoprune.jobs.inputs import check_search_inputs
 from evoprune.jobs.rescore import rescorer
 from evoprune.paths import StagedDir
 from evoprune.search import run_dir
 from evoprune.search.config import FREE_EVALUATION_KEYS, RUN_DEFINING, SearchConfig, config_from_dict, with_overrides
 from evoprune.search.loop import run_search
+from evoprune.search.ranking import hall_of_fame
 from evoprune.search.report import finish_run, hand_made_recipes
 
 log = logging.getLogger(__name__)  # the CLI shows these lines; library code never prints
@@ -53,8 +54,9 @@ def search_job(config: SearchConfig, out: Path, force: bool = False, resume: boo
             staged.commit()
         state = run_search(config, out, pool.map, resume=resume, on_generation=on_generation)
         evaluator = getattr(pool, "evaluator", None)
-        if evaluator is None and config.rescore_top > 0:
+        if evaluator is None and (config.rescore_top > 0 or config.reselect_top > 0):
             evaluator = Evaluator(config.evaluation)  # Ray pool: the driver needs its own model to re-score
+        second = reselect(evaluator, state, config.reselect_top)
         perplexity, recipes = None, None
         if config.rescore_top > 0:
             sparsity, pattern = settings_of(config.evaluation)[0]  # the table's setting: the first one scored
@@ -66,8 +68,28 @@ def search_job(config: SearchConfig, out: Path, force: bool = False, resume: boo
         if perplexity is not None:
             protocol = {**protocol, "rescore_mode": config.rescore_mode,
                         "rescore_setting": {"sparsity": sparsity, "pattern": str(pattern)}}
+        if second:
+            protocol = {**protocol, "reselect": {"top": config.reselect_top, "fitness": "model",
+                                                 "fitness_samples": config.evaluation.fitness_samples}}
         return finish_run(out, state, config.rescore_top, config.evaluation.leaves, protocol, perplexity, recipes,
-                          config.baselines)
+                          config.baselines, second)
+
+
+def reselect(evaluator: Evaluator | None, state: dict, top: int) -> dict[str, float]:
+    """The model fitness (KL to dense on calibration windows) of the `top` best distinct candidates: a cheap fitness
+    guides the search, a faithful one picks among its best (benchmarks/results/recipe_fidelity.md)."""
+    if evaluator is None or top <= 0:
+        return {}
+    out = {}
+    for form, _result in hall_of_fame(state["cache"], top):
+        start = time.perf_counter()
+        try:
+            out[form] = evaluator.model_fitness(form)
+        except (CandidateFailure, EvopruneError) as exc:  # listed after the reselected ones, in fitness order
+            log.warning("model fitness failed (%s): %s", str(exc).splitlines()[0][:200], form)
+            continue
+        log.info("model fitness %.5f in %.0f s: %s", out[form], time.perf_counter() - start, form)
+    return out
 
 
 def resume_config(out: Path, overrides: dict) -> SearchConfig:

@@ -13,7 +13,7 @@ from evoprune.fitness.spec import EvalSpec
 from evoprune.search.value_types import check_value
 
 # The keys that define a run: a resume pins them to the checkpoint's values. `generations` (extend a run),
-# `rescore_top` and `evaluation.device` may change.
+# `rescore_top`, `reselect_top` and `evaluation.device` may change.
 RUN_DEFINING = ("leaves", "operators", "powers", "constants", "population", "seed", "init_min_height",
                 "init_max_height", "max_height", "max_size", "cx_prob", "mut_prob", "tournament", "elitism",
                 "seed_baselines", "evaluation", "selection", "allocation_tree", "allocation_delta", "allocation_leaves",
@@ -44,6 +44,9 @@ class SearchConfig:
     seed_baselines: bool = False  # start from scratch by default; True puts the built-ins into generation 0
     rescore_top: int = 3  # best formulas re-scored by perplexity at the end
     rescore_mode: str = "dense"  # the final table: dense statistics (fast) or the sequential protocol (papers')
+    # A second, slower opinion before the table: the best `reselect_top` distinct candidates by fitness are scored
+    # by the model fitness (KL to the dense model on calibration windows) and listed best-first by it. 0: off.
+    reselect_top: int = 0
     baselines: tuple[str, ...] | None = None  # rows of the final table (built-in and hand-made names); None: all
     # Recipe genes (any of them on: an individual is a recipe, see genome.py). `nsga2`: NSGA-II over (fitness, size).
     selection: str = "tournament"
@@ -82,6 +85,8 @@ class SearchConfig:
         from evoprune.prune.refine import parse_refine
         from evoprune.prune.update import parse_update
 
+        if self.reselect_top < 0:
+            raise EvopruneError(f"reselect_top must be >= 0, got {self.reselect_top}")
         if self.rescore_mode not in ("dense", "sequential"):
             raise EvopruneError(f"unknown rescore_mode {self.rescore_mode!r} (use dense, sequential)")
         if self.selection not in SELECTIONS:

@@ -34,16 +34,24 @@ def recipe_text(recipe: Recipe) -> str:
     return " + ".join([score, *stages])
 
 
-def best_rows(state: dict, rescore_top: int, perplexity_fn: PerplexityFn | None) -> list[dict]:
+def best_rows(state: dict, rescore_top: int, perplexity_fn: PerplexityFn | None,
+              second: dict[str, float] | None = None) -> list[dict]:
     """Best first. `canonical` is the cache key the evaluators scored (a formula, or a recipe's canonical JSON);
-    `formula` the score formula, `recipe` the whole recipe (stages `uniform`/`none` for a bare formula)."""
+    `formula` the score formula, `recipe` the whole recipe (stages `uniform`/`none` for a bare formula).
+    `second`: candidate -> a second opinion (the model fitness, lower is better): those candidates come first, in
+    its order (`reselect_top`), the rest after them in fitness order."""
+    second = second or {}
+    fame = hall_of_fame(state["cache"], BEST_KEPT)
+    fame = (sorted((f for f in fame if f[0] in second), key=lambda f: second[f[0]])
+            + [f for f in fame if f[0] not in second])
     rows = []
-    for i, (form, result) in enumerate(hall_of_fame(state["cache"], BEST_KEPT)):
+    for i, (form, result) in enumerate(fame):
         ppl, error = _perplexity(perplexity_fn if i < rescore_top else None, form)
         recipe = parse_candidate(form)
         expr = parse_formula(recipe.score)
         rows.append({"formula": recipe.score, "canonical": form, "recipe": recipe.to_dict(),
-                     "fitness": result["fitness"], "size": result["size"], "perplexity": ppl,
+                     "fitness": result["fitness"], "size": result["size"], "model_fitness": second.get(form),
+                     "perplexity": ppl,
                      "perplexity_error": error, "text": recipe_text(recipe), "latex": to_latex(expr)})
     return rows
 
@@ -103,10 +111,11 @@ def cache_summary(state: dict) -> dict:
 
 def finish_run(out: Path, state: dict, rescore_top: int, available_leaves: tuple[str, ...], protocol: dict,
                perplexity_fn: PerplexityFn | None, recipes: dict[str, str] | None = None,
-               only: tuple[str, ...] | None = None) -> dict:
+               only: tuple[str, ...] | None = None, second: dict[str, float] | None = None) -> dict:
     """Write best.json and return its payload. `available_leaves`: what the evaluator computes (for baselines);
-    `recipes`: hand-made recipes re-scored beside them (`hand_made_recipes`); `only`: the baselines kept."""
-    payload = {"best": best_rows(state, rescore_top, perplexity_fn),
+    `recipes`: hand-made recipes re-scored beside them (`hand_made_recipes`); `only`: the baselines kept;
+    `second`: the model fitness of the reselected candidates (`best_rows`)."""
+    payload = {"best": best_rows(state, rescore_top, perplexity_fn, second),
                "baselines": baseline_rows(available_leaves, perplexity_fn, recipes, only),
                "pareto": pareto_front(state["cache"]), "history": state["history"], "protocol": protocol,
                "cache": cache_summary(state)}

@@ -76,15 +76,7 @@ def cached_output_sensitivities(model: torch.nn.Module, windows: torch.Tensor, c
         announce(f"output sensitivities loaded from the cache ({path.name})")
         return torch.load(path, weights_only=True)
     report = progress or default_progress()
-    total = len(windows)
-    done = 0
-
-    def step(n: int) -> None:
-        nonlocal done
-        done += n
-        if report is not None:
-            report("output sensitivities (one backward per window)", done, total)
-
+    step = (lambda k: report("output sensitivities", k, len(windows))) if report is not None else None
     sens = output_sensitivities(model, windows, step)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".tmp{os.getpid()}")
