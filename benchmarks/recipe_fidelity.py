@@ -40,7 +40,7 @@ from fidelity import spearman  # noqa: E402  (one rank correlation for both fide
 SCORES = ["wanda"]
 OTHER_SCORES = ["ria"]  # uniform only: a score change beside the allocation changes
 ALLOCATIONS = ["uniform", "owl", "depth:slope=0.1", "depth:slope=-0.1"]
-FITNESSES = ("layer", "fisher")
+FITNESSES = ("layer", "fisher", "model")
 # what a recipe search under the layer fitness once returned as its best (perplexity 62.83 against Wanda+OBS's 54.15)
 EVOLVED = ['{"allocation": "tree:delta=0.1;div(attn, outlier)", "refine": "none", '
            '"score": "colnorm(log(W**2*X**3*Abs(W)))", "update": "obs"}']
@@ -111,10 +111,12 @@ def report(all_recipes: list[str], rows: dict, sparsity: float) -> str:
              "in 512-token windows).", "",
              "`layer`: mean over layers of ‖(W−Ŵ)X‖²/‖WX‖². `fisher`: Σ F·‖(W−Ŵ)X‖² / Σ F·‖WX‖² over all "
              "rows of all layers, F the mean squared loss gradient at each output (`stats/sensitivity.py`).", "",
-             "| recipes | n | ρ layer | ρ fisher |", "|---|---|---|---|",
+             "`model`: KL to the dense model on 8 calibration windows, every row pruned (what `reselect_top` "
+             "uses: too slow to guide a CPU search, ~5 s a candidate, ~11 s with the update).", "",
+             "| recipes | n | ρ layer | ρ fisher | ρ model |", "|---|---|---|---|---|",
              rho_line("all", all_recipes, rows), rho_line("no update", without, rows),
              rho_line("OBS update", with_obs, rows), "",
-             "| recipe | perplexity | layer | fisher |", "|---|---|---|---|"]
+             "| recipe | perplexity | layer | fisher | model |", "|---|---|---|---|---|"]
     for r in sorted(all_recipes, key=lambda r: rows.get((r, "ppl"), {}).get("value", float("inf"))):
         cells = [f"{rows[r, f]['value']:.5g}" if (r, f) in rows else "–" for f in FITNESSES]
         lines.append(f"| `{label(r)}` | {rows[r, 'ppl']['value']:.2f} | " + " | ".join(cells) + " |")
@@ -138,7 +140,8 @@ def main() -> None:
     base = dict(device="cpu", dtype="float32", leaves=("W", "X", "Hinv"), fitness_rows=0.25,
                 sparsities=(args.sparsity,))
     all_recipes = recipes(args.random, args.seed)
-    evaluators = {f: Evaluator(EvalSpec(**base, fitness=f)) for f in FITNESSES}
+    evaluators = {f: Evaluator(EvalSpec(**{**base, "fitness": f, **({"fitness_rows": 1.0} if f == "model" else {})}))
+                  for f in FITNESSES}
     for recipe in all_recipes:
         if (recipe, "ppl") not in rows:
             start = time.perf_counter()
@@ -148,8 +151,8 @@ def main() -> None:
             if (recipe, fitness) not in rows:
                 result = ev.evaluate(recipe)
                 record(rows, recipe, fitness, result["fitness"], result["seconds"])
-        print(f"ppl {rows[recipe, 'ppl']['value']:8.2f}  layer {rows[recipe, 'layer']['value']:.5f}  "
-              f"fisher {rows[recipe, 'fisher']['value']:.5f}  {label(recipe)}", flush=True)
+        print(f"ppl {rows[recipe, 'ppl']['value']:8.2f}  " + "  ".join(
+            f"{f} {rows[recipe, f]['value']:.5f}" for f in FITNESSES) + f"  {label(recipe)}", flush=True)
     text = report(all_recipes, rows, args.sparsity)
     (RESULTS / "recipe_fidelity.md").write_text(text)
     print(text)
