@@ -120,8 +120,10 @@ def report(rows: list[dict], transfer: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def transfer_rows(run: Path, calib: str) -> list[dict]:
-    """The run's best recipe and Wanda, each pruned sequentially with `calib` calibration, on wikitext2 test."""
+def transfer_rows(run: Path, calib: str, evaluate_on: str = "wikitext2") -> list[dict]:
+    """The run's best recipe and Wanda, each pruned sequentially with `calib` calibration, perplexity on
+    `evaluate_on` (its evaluation split: wikitext2 test, or a text with one split, e.g. tinystories valid — then
+    calibrate on another text)."""
     from evoprune.data.perplexity import perplexity
     from evoprune.data.protocol import PerplexitySpec, evaluation_windows
     from evoprune.data.tokens import CalibSpec
@@ -135,14 +137,14 @@ def transfer_rows(run: Path, calib: str) -> list[dict]:
     sparsity, pattern = setting["sparsities"][0], setting["patterns"][0]
     loaded = load_model("smollm2-135m", "cpu", "float32")
     dense = snapshot(loaded.model)
-    windows = evaluation_windows(loaded, PerplexitySpec("wikitext2", 512, 16384))
+    windows = evaluation_windows(loaded, PerplexitySpec(evaluate_on, 512, 16384))
     rows = []
     for label, recipe in (("wanda", Recipe.parse("wanda")), (best["text"], Recipe.from_dict(best["recipe"]))):
         spec = PruneSpec(recipe.score, None if pattern != "unstructured" else sparsity, pattern, "row",
                          "sequential", str(recipe.allocation), str(recipe.refine), str(recipe.update))
         loaded.model.load_state_dict(dense)
         prune_loaded(loaded, resolve_method(recipe.score, 256), spec, CalibSpec(calib, 32, 256, 0))
-        rows.append({"label": label, "calib": calib, "eval": "wikitext2", "run": str(run),
+        rows.append({"label": label, "calib": calib, "eval": evaluate_on, "run": str(run),
                      "perplexity": perplexity(loaded.model, windows)})
         print(rows[-1], flush=True)
     return rows
@@ -156,6 +158,7 @@ def main() -> None:
     parser.add_argument("--resume", action="store_true", help="keep rows already in discovery.rows.jsonl")
     parser.add_argument("--transfer", type=Path, default=None, help="a finished run: transfer check only")
     parser.add_argument("--transfer-calib", default="tinystories")
+    parser.add_argument("--transfer-eval", default="wikitext2", help="the text the transfer check evaluates on")
     parser.add_argument("--report-only", action="store_true")
     args = parser.parse_args()
     os.environ.setdefault("EVOPRUNE_DATA_DIR", str(Path(__file__).resolve().parents[2] / "shared" / "data"))
@@ -167,7 +170,9 @@ def main() -> None:
     if not keep:
         ROWS.write_text("")
     if args.transfer is not None:
-        for row in transfer_rows(args.transfer, args.transfer_calib):
+        if args.transfer_eval == args.transfer_calib and args.transfer_calib != "wikitext2":
+            parser.error("calibrate and evaluate on different texts (tinystories has one split)")
+        for row in transfer_rows(args.transfer, args.transfer_calib, args.transfer_eval):
             rows.append({"transfer": row})
             with ROWS.open("a") as fh:
                 fh.write(json.dumps({"transfer": row}) + "\n")
