@@ -121,7 +121,7 @@ def report(rows: list[dict], transfer: list[dict]) -> str:
 
 
 def transfer_rows(run: Path, calib: str, evaluate_on: str = "wikitext2") -> list[dict]:
-    """The run's best recipe and Wanda, each pruned sequentially with `calib` calibration, perplexity on
+    """The run's best recipe, Wanda, and Wanda with the same update when the recipe has one, each pruned sequentially with `calib` calibration, perplexity on
     `evaluate_on` (its evaluation split: wikitext2 test, or a text with one split, e.g. tinystories valid — then
     calibrate on another text)."""
     from evoprune.data.perplexity import perplexity
@@ -139,7 +139,11 @@ def transfer_rows(run: Path, calib: str, evaluate_on: str = "wikitext2") -> list
     dense = snapshot(loaded.model)
     windows = evaluation_windows(loaded, PerplexitySpec(evaluate_on, 512, 16384))
     rows = []
-    for label, recipe in (("wanda", Recipe.parse("wanda")), (best["text"], Recipe.from_dict(best["recipe"]))):
+    evolved = Recipe.from_dict(best["recipe"])
+    rivals = [("wanda", Recipe.parse("wanda"))]
+    if evolved.update.name != "none":  # the hand-made rival with the same update: what the calibration text does to it
+        rivals.append(("wanda+" + str(evolved.update), Recipe.parse("wanda", update=str(evolved.update))))
+    for label, recipe in (*rivals, (best["text"], evolved)):
         spec = PruneSpec(recipe.score, None if pattern != "unstructured" else sparsity, pattern, "row",
                          "sequential", str(recipe.allocation), str(recipe.refine), str(recipe.update))
         loaded.model.load_state_dict(dense)
