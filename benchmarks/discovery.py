@@ -121,9 +121,9 @@ def report(rows: list[dict], transfer: list[dict]) -> str:
 
 
 def transfer_rows(run: Path, calib: str, evaluate_on: str = "wikitext2") -> list[dict]:
-    """The run's best recipe, Wanda, and Wanda with the same update when the recipe has one, each pruned sequentially with `calib` calibration, perplexity on
-    `evaluate_on` (its evaluation split: wikitext2 test, or a text with one split, e.g. tinystories valid — then
-    calibrate on another text)."""
+    """The run's best recipe, Wanda, and Wanda with the same update when the recipe has one, each pruned
+    sequentially with `calib` calibration; perplexity on `evaluate_on` (its evaluation split: wikitext2 test, or a
+    text with one split, e.g. tinystories valid — then calibrate on another text)."""
     from evoprune.data.perplexity import perplexity
     from evoprune.data.protocol import PerplexitySpec, evaluation_windows
     from evoprune.data.tokens import CalibSpec
