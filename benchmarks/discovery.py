@@ -113,6 +113,7 @@ def report(rows: list[dict], transfer: list[dict]) -> str:
         lines += [f"- {r['track']} {r['setting']}: " + ", ".join(f"{k} {v:.2f}" if v is not None else f"{k} failed"
                                                                    for k, v in r["hand_made"].items())
                   for r in rows]
+    transfer = list({(t["label"], t["calib"], t["eval"]): t for t in transfer}.values())  # a rerun replaces a row
     if transfer:
         lines += ["", "## Transfer: the best recipe, unchanged, with another calibration text", "",
                   "| recipe | calibration | evaluated on | perplexity |", "|---|---|---|---|"]
