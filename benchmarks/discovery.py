@@ -115,7 +115,7 @@ def report(rows: list[dict], transfer: list[dict]) -> str:
                   for r in rows]
     transfer = list({(t["label"], t["calib"], t["eval"]): t for t in transfer}.values())  # a rerun replaces a row
     if transfer:
-        lines += ["", "## Transfer: the best recipe, unchanged, with another calibration text", "",
+        lines += ["", "## Transfer: the best recipe, unchanged, calibrated and evaluated on other texts", "",
                   "| recipe | calibration | evaluated on | perplexity |", "|---|---|---|---|"]
         lines += [f"| `{t['label']}` | {t['calib']} | {t['eval']} | {t['perplexity']:.2f} |" for t in transfer]
     return "\n".join(lines) + "\n"
