@@ -116,8 +116,12 @@ def report(rows: list[dict], transfer: list[dict]) -> str:
     transfer = list({(t["label"], t["calib"], t["eval"]): t for t in transfer}.values())  # a rerun replaces a row
     if transfer:
         lines += ["", "## Transfer: the best recipe, unchanged, calibrated and evaluated on other texts", "",
-                  "| recipe | calibration | evaluated on | perplexity |", "|---|---|---|---|"]
-        lines += [f"| `{t['label']}` | {t['calib']} | {t['eval']} | {t['perplexity']:.2f} |" for t in transfer]
+                  "Sequential protocol, 32 x 256 calibration tokens of the named text (validation split), 16,384 "
+                  "evaluation tokens (wikitext2: test split; tinystories: its one split, so only with another "
+                  "calibration text).", "",
+                  "| run | recipe | calibration | evaluated on | perplexity |", "|---|---|---|---|---|"]
+        lines += [f"| {t['run']} | `{t['label']}` | {t['calib']} | {t['eval']} | {t['perplexity']:.2f} |"
+                  for t in sorted(transfer, key=lambda t: (t["run"], t["calib"], t["eval"]))]
     return "\n".join(lines) + "\n"
 
 
