@@ -31,13 +31,13 @@ from evoprune.data.perplexity import perplexity
 from evoprune.data.protocol import PerplexitySpec, calib_windows, evaluation_windows, protocol_record
 from evoprune.data.tokens import CalibSpec
 from evoprune.jobs.structured import StructuredSpec, latency_ids, shrink_with_scores, unit_scores
+from evoprune.jobs.tune_config import load_tune_config
 from evoprune.jobs.tune_problem import TuneProblem
+from evoprune.jobs.tune_space import decode, run_tune
 from evoprune.model.loading import load_model
 from evoprune.structured.measure import count_params, forward_latency
 from evoprune.structured.shape import decoder_shape
 from evoprune.structured.tpe import open_study
-from evoprune.structured.tune_config import load_tune_config
-from evoprune.structured.tune_space import decode, run_tune
 
 RESULTS = Path(__file__).parent / "results"
 # (row label, metric, structure, widths)

@@ -14,9 +14,9 @@ import torch
 import yaml
 
 from evoprune.cli.app import main
+from evoprune.jobs.tune_config import TuneConfig
+from evoprune.jobs.tune_space import anchors, run_tune
 from evoprune.structured.tpe import complete_trials, open_study
-from evoprune.structured.tune_config import TuneConfig
-from evoprune.structured.tune_space import anchors, run_tune
 
 TINY = {"device": "cpu", "dtype": "float32", "ratio": 0.2, "seqlen": 32, "pool": 6, "choose": 2,
         "objective_windows": 2, "n_trials": 3, "n_startup_trials": 2, "eval_seqlen": 128, "eval_max_tokens": 512,

@@ -24,8 +24,8 @@ def tune(
 ) -> None:
     """Search calibration windows and metric weights with Optuna TPE, prune with the best, report test ppl."""
     from evoprune.jobs.tune import check_run_dir, check_tune_inputs, tune_job
+    from evoprune.jobs.tune_config import load_tune_config
     from evoprune.paths import check_output_dir
-    from evoprune.structured.tune_config import load_tune_config
 
     cfg = load_tune_config(config)
     if trials is not None:

@@ -20,13 +20,13 @@ from evoprune.data.protocol import PerplexitySpec, evaluation_windows, protocol_
 from evoprune.data.text import describe_source, load_text
 from evoprune.errors import EvopruneError
 from evoprune.jobs.structured import StructuredSpec, latency_ids
+from evoprune.jobs.tune_config import FREE_KEYS, TuneConfig, config_from_dict
 from evoprune.jobs.tune_problem import TuneProblem
+from evoprune.jobs.tune_space import decode, run_tune
 from evoprune.model.loading import LoadedModel, model_path
 from evoprune.structured.measure import count_params, forward_latency
 from evoprune.structured.save import reload_max_abs_diff, save_shrunk
 from evoprune.structured.tpe import complete_trials, open_study
-from evoprune.structured.tune_config import FREE_KEYS, TuneConfig, config_from_dict
-from evoprune.structured.tune_space import decode, run_tune
 
 CONFIG_FILE, STUDY_FILE = "config.yaml", "study.db"
 

@@ -16,6 +16,8 @@ from evoprune.data.perplexity import perplexity
 from evoprune.data.text import load_text
 from evoprune.data.tokens import tokenize
 from evoprune.jobs.structured import StructuredSpec, shrink_with_scores
+from evoprune.jobs.tune_config import STRUCTURED_METRICS, TuneConfig
+from evoprune.jobs.tune_space import TrialChoice, decode
 from evoprune.model.loading import LoadedModel
 from evoprune.structured.allocate import UnitScores
 from evoprune.structured.calibration import Calibration
@@ -25,8 +27,6 @@ from evoprune.structured.scores import flap_scores, summed_scores
 from evoprune.structured.selection import Selection
 from evoprune.structured.shape import decoder_shape, parse_structures
 from evoprune.structured.taylor import taylor_scores
-from evoprune.structured.tune_config import STRUCTURED_METRICS, TuneConfig
-from evoprune.structured.tune_space import TrialChoice, decode
 
 
 class TuneProblem:

@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from evoprune.jobs.tune_config import TuneConfig
 from evoprune.structured.tpe import run_trials
-from evoprune.structured.tune_config import TuneConfig
 
 
 @dataclass(frozen=True)
