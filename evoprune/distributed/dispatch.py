@@ -5,7 +5,6 @@ Results are written by input index, so the outcome never depends on which actor 
 
 from __future__ import annotations
 
-import itertools
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -25,9 +24,9 @@ def _death_errors() -> tuple[type[BaseException], ...]:
 @dataclass(frozen=True)
 class _Task:
     slot: ActorSlot
-    idx: int    # candidate index in the input list
-    epoch: int  # the slot's life when submitted
-    seq: int    # submission order: an actor runs its tasks in this order
+    idx: int     # candidate index in the input list
+    epoch: int   # the slot's life when submitted
+    alone: bool  # nothing else was or will be in flight on that actor while it runs: a death is its own doing
 
 
 @dataclass
@@ -39,7 +38,7 @@ class _Run:
     queue: deque[int]
     attempts: list[int]
     tasks: dict[Any, _Task] = field(default_factory=dict)   # ObjectRef -> task
-    suspects: dict[tuple[int, int], int] = field(default_factory=dict)  # (slot, epoch) -> seq of the running task
+    isolate: set[int] = field(default_factory=set)  # candidates in flight with others when their actor died
     remaining: int = 0
 
 
@@ -49,7 +48,6 @@ class Dispatcher:
     def __init__(self, slots: list[ActorSlot], policy: DispatchPolicy) -> None:
         self.slots = slots
         self.policy = policy
-        self._seq = itertools.count()
 
     @property
     def live(self) -> list[ActorSlot]:
@@ -83,12 +81,13 @@ class Dispatcher:
             run.remaining -= 1
             return
         except _death_errors() as exc:
-            if task.slot.died(task.epoch, exc):
-                # Only the task the actor was running is to blame; those queued behind it are bystanders.
-                mates = [t.seq for t in run.tasks.values() if t.slot is task.slot and t.epoch == task.epoch]
-                run.suspects[(task.slot.index, task.epoch)] = min([task.seq, *mates])
-        if run.suspects.get((task.slot.index, task.epoch)) == task.seq:
+            task.slot.died(task.epoch, exc)
+        if task.alone:
             run.attempts[task.idx] += 1
+        else:
+            # Which of the actor's tasks killed it is unknown: the one it was running, or one behind it, or one
+            # that had finished but whose reply died with the process. Each runs again alone before any is blamed.
+            run.isolate.add(task.idx)
         if run.attempts[task.idx] >= self.policy.max_attempts:
             reason = f"evaluator worker died {run.attempts[task.idx]} times on this candidate ({task.slot.last_error})"
             run.results[task.idx] = penalty_result(run.formulas[task.idx], reason)
@@ -97,19 +96,35 @@ class Dispatcher:
             run.queue.appendleft(task.idx)  # the next free actor takes it
 
     def _submit(self, run: _Run) -> None:
-        """Top every ready actor up to `queue_depth` in-flight candidates, round-robin so work spreads evenly."""
+        """Top every ready actor up to `queue_depth` in-flight candidates, round-robin so work spreads evenly. A
+        candidate to isolate waits for an idle actor and has it to itself (the queue waits behind it)."""
         load = {id(s): 0 for s in self.slots}
+        solo: set[int] = set()
         for task in run.tasks.values():
             load[id(task.slot)] += 1
+            if task.alone:
+                solo.add(id(task.slot))
         while run.queue:
-            free = [s for s in self.slots if s.state == READY and load[id(s)] < self.policy.queue_depth]
-            if not free:
-                return
-            for slot in free[: len(run.queue)]:
-                idx = run.queue.popleft()
+            free = [s for s in self.slots
+                    if s.state == READY and id(s) not in solo and load[id(s)] < self.policy.queue_depth]
+            submitted = False
+            for slot in free:
+                if not run.queue:
+                    break
+                idx = run.queue[0]
+                isolated = idx in run.isolate
+                if isolated and load[id(slot)]:
+                    continue
+                run.queue.popleft()
+                alone = isolated or self.policy.queue_depth == 1
                 ref = slot.actor.evaluate.remote(run.formulas[idx])
-                run.tasks[ref] = _Task(slot, idx, slot.epoch, next(self._seq))
+                run.tasks[ref] = _Task(slot, idx, slot.epoch, alone)
                 load[id(slot)] += 1
+                if alone:
+                    solo.add(id(slot))
+                submitted = True
+            if not submitted:
+                return
 
     def settle(self, timeout_s: float) -> None:
         """Wait until no actor is restarting (each is back or given up), at most `timeout_s` seconds."""
