@@ -16,7 +16,7 @@ class DispatchPolicy:
     """Knobs of the dispatch loop (all have working defaults)."""
 
     queue_depth: int = 2             # tasks queued per actor: the next candidate is already there when one ends
-    max_restarts: int = 3            # Ray restarts of one actor before it is given up
+    max_restarts: int = 4            # Ray restarts of one actor before it is given up (a poison candidate: ≤ 4)
     max_attempts: int = 3            # deaths one candidate may cause before it is scored as a penalty
     recovery_timeout_s: float = 300.0  # a restart that takes longer (e.g. no node can host it) drops the actor
     tick_s: float = 0.5              # how often the loop wakes up to check recovery deadlines
