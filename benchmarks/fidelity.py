@@ -71,17 +71,20 @@ def random_formulas(count: int, seed: int, evaluator: Evaluator, taken: set[str]
     return out
 
 
-def load_rows() -> dict[tuple[str, str], dict]:
-    if not ROWS.is_file():
+def load_rows(path: Path = ROWS, key: str = "formula") -> dict[tuple[str, str], dict]:
+    """Measured rows of a streamed `.rows.jsonl`, keyed by (candidate, measure); `key` names the candidate field."""
+    if not path.is_file():
         return {}
-    rows = [json.loads(line) for line in ROWS.read_text().splitlines() if line.strip()]
-    return {(r["formula"], r["measure"]): r for r in rows}
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return {(r[key], r["measure"]): r for r in rows}
 
 
-def record(rows: dict, formula: str, measure: str, value: float, seconds: float) -> None:
-    row = {"formula": formula, "measure": measure, "value": value, "seconds": seconds}
+def record(rows: dict, formula: str, measure: str, value: float, seconds: float, path: Path = ROWS,
+           key: str = "formula") -> None:
+    """One measured row into `rows` and appended to `path` at once (a killed run keeps what it measured)."""
+    row = {key: formula, "measure": measure, "value": value, "seconds": seconds}
     rows[(formula, measure)] = row
-    with ROWS.open("a") as f:
+    with path.open("a") as f:
         f.write(json.dumps(row) + "\n")
 
 

@@ -21,6 +21,7 @@ import random
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import torch
 
@@ -35,7 +36,8 @@ ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "results"
 ROWS = RESULTS / "recipe_fidelity.rows.jsonl"
 sys.path.insert(0, str(ROOT))
-from fidelity import spearman  # noqa: E402  (one rank correlation for both fidelity benchmarks)
+import fidelity  # noqa: E402  (one row store for both fidelity benchmarks)
+from fidelity import spearman  # noqa: E402  (one rank correlation for both)
 
 SCORES = ["wanda"]
 OTHER_SCORES = ["ria"]  # uniform only: a score change beside the allocation changes
@@ -56,7 +58,7 @@ def recipes(count: int, seed: int) -> list[str]:
     random.seed(seed)
     trees: list[str] = []
     while len(trees) < count:
-        allocation, _size = genome.allocation(_with_alloc(genome))
+        allocation, _size = genome.allocation(SimpleNamespace(alloc=genome.new_alloc()))  # score plays no part
         if allocation != "uniform" and allocation not in trees:
             trees.append(allocation)
     for i, allocation in enumerate(trees):
@@ -64,27 +66,12 @@ def recipes(count: int, seed: int) -> list[str]:
     return out
 
 
-def _with_alloc(genome):
-    """A bare holder of a random allocation tree (the score tree plays no part in `genome.allocation`)."""
-    class Holder:
-        pass
-    holder = Holder()
-    holder.alloc = genome.new_alloc()
-    return holder
-
-
 def load_rows() -> dict[tuple[str, str], dict]:
-    if not ROWS.is_file():
-        return {}
-    rows = [json.loads(line) for line in ROWS.read_text().splitlines() if line.strip()]
-    return {(r["recipe"], r["measure"]): r for r in rows}
+    return fidelity.load_rows(ROWS, "recipe")
 
 
 def record(rows: dict, recipe: str, measure: str, value: float, seconds: float) -> None:
-    row = {"recipe": recipe, "measure": measure, "value": value, "seconds": seconds}
-    rows[(recipe, measure)] = row
-    with ROWS.open("a") as f:
-        f.write(json.dumps(row) + "\n")
+    fidelity.record(rows, recipe, measure, value, seconds, ROWS, "recipe")
 
 
 def label(recipe: str) -> str:
