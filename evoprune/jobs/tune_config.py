@@ -6,9 +6,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-import yaml
-
 from evoprune.errors import EvopruneError
+from evoprune.search.config import read_mapping
 from evoprune.search.value_types import check_value
 from evoprune.structured.budget import WIDTHS
 from evoprune.structured.shape import parse_structures
@@ -104,13 +103,4 @@ def config_from_dict(raw: dict) -> TuneConfig:
 
 
 def load_tune_config(path: str | Path) -> TuneConfig:
-    path = Path(path)
-    if not path.is_file():
-        raise EvopruneError(f"config file not found: {path}")
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise EvopruneError(f"config {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
-    if not isinstance(raw, dict):
-        raise EvopruneError(f"config {path} must be a mapping")
-    return config_from_dict(raw)
+    return config_from_dict(read_mapping(path))

@@ -145,6 +145,11 @@ def config_from_dict(raw: dict) -> SearchConfig:
 
 
 def load_config(path: str | Path) -> SearchConfig:
+    return config_from_dict(read_mapping(path))
+
+
+def read_mapping(path: str | Path) -> dict:
+    """A YAML config file's top-level mapping; a missing file, bad YAML or another type is one error line."""
     path = Path(path)
     if not path.is_file():
         raise EvopruneError(f"config file not found: {path}")
@@ -154,7 +159,7 @@ def load_config(path: str | Path) -> SearchConfig:
         raise EvopruneError(f"config {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
     if not isinstance(raw, dict):
         raise EvopruneError(f"config {path} must be a mapping")
-    return config_from_dict(raw)
+    return raw
 
 
 def parse_overrides(items: list[str] | None) -> dict:
