@@ -7,6 +7,7 @@ import json
 import os
 from collections.abc import Callable
 from dataclasses import asdict
+from pathlib import Path
 
 import torch
 
@@ -58,12 +59,17 @@ def cached_dense_stats(
                                        "G": fields["G"] if with_grad else None})
                     for key, fields in raw.items()}
     stats = collect_dense_stats(model, windows, with_hessian, with_grad, progress or default_progress())
+    _save_atomic({key: {k: v.cpu() if v is not None else None for k, v in vars(st).items()}
+                  for key, st in stats.items()}, path)
+    return stats
+
+
+def _save_atomic(obj: object, path: Path) -> None:
+    """torch.save through a temporary sibling and a rename: a killed process never leaves a torn cache entry."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".tmp{os.getpid()}")
-    torch.save({key: {k: v.cpu() if v is not None else None for k, v in vars(st).items()}
-                for key, st in stats.items()}, tmp)
+    torch.save(obj, tmp)
     os.replace(tmp, path)
-    return stats
 
 
 def cached_output_sensitivities(model: torch.nn.Module, windows: torch.Tensor, calib: CalibSpec,
@@ -78,8 +84,5 @@ def cached_output_sensitivities(model: torch.nn.Module, windows: torch.Tensor, c
     report = progress or default_progress()
     step = (lambda k: report("output sensitivities", k, len(windows))) if report is not None else None
     sens = output_sensitivities(model, windows, step)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    torch.save({key: v.cpu() for key, v in sens.items()}, tmp)
-    os.replace(tmp, path)
+    _save_atomic({key: v.cpu() for key, v in sens.items()}, path)
     return sens
