@@ -89,15 +89,15 @@ class LayerFitness:
         self.rows = row_subsets(leaves, rows, seed)
         self.energies = {key: output_energy(self.scored_weight(key), h) for key, h in self.hessians.items()}
         self._factors: dict[tuple[str, float], tuple[torch.Tensor, torch.Tensor]] = {}
-        self.weights: dict[str, torch.Tensor] | None = None  # per scored row: F_c / Σ F·E (the fisher fitness)
+        self.row_weights: dict[str, torch.Tensor] | None = None  # per scored row: F_c / Σ F·E (the fisher fitness)
         if sensitivity is not None:
-            self.weights = {key: self.scored_rows(key, sensitivity[key].to(h.device).float())
+            self.row_weights = {key: self.scored_rows(key, sensitivity[key].to(h.device).float())
                             for key, h in self.hessians.items()}
-            total = sum(float((self.weights[k] * row_errors(self.scored_weight(k), h)).sum())
+            total = sum(float((self.row_weights[k] * row_errors(self.scored_weight(k), h)).sum())
                         for k, h in self.hessians.items())
             if not total > 0:
                 raise EvopruneError("output sensitivities are all zero: the loss does not depend on these layers")
-            self.weights = {key: w / total for key, w in self.weights.items()}
+            self.row_weights = {key: w / total for key, w in self.row_weights.items()}
 
     def scored_rows(self, key: str, values: torch.Tensor) -> torch.Tensor:
         """The entries of a per-output-row vector that belong to the scored rows."""
@@ -140,8 +140,8 @@ class LayerFitness:
     @torch.no_grad()
     def error(self, pruned: Mapping[str, tuple[torch.Tensor, torch.Tensor]]) -> float:
         """Mean over layers of ‖(W−Ŵ)X‖²/‖WX‖² on the scored rows; with sensitivities, Σ F·e / Σ F·E."""
-        if self.weights is not None:
-            return float(sum((self.weights[k] * row_errors(self.scored_weight(k) - new, self.hessians[k])).sum()
+        if self.row_weights is not None:
+            return float(sum((self.row_weights[k] * row_errors(self.scored_weight(k) - new, self.hessians[k])).sum()
                              for k, (_, new) in pruned.items()))
         errors = [weight_error(self.scored_weight(k), new, self.hessians[k], self.energies[k])
                   for k, (_, new) in pruned.items()]
