@@ -51,7 +51,8 @@ def time_fitness(ev: Evaluator, exponents: list[float], refine: str = "none", up
 
 @torch.no_grad()
 def time_floor(ev: Evaluator, exponents: list[float]) -> list[float]:
-    windows = calib_windows(ev.loaded, ev.calib)[: ev.spec.fitness_samples]
+    device = next(ev.loaded.model.parameters()).device
+    windows = calib_windows(ev.loaded, ev.calib)[: ev.spec.fitness_samples].to(device)
     out = []
     for a in exponents:
         start = time.perf_counter()
@@ -59,6 +60,8 @@ def time_floor(ev: Evaluator, exponents: list[float]) -> list[float]:
         pruned = ev.fitness.prune(power_metric(a), recipe, ev.targets(recipe, 0.5, pattern), pattern, subset=False)
         ev._apply({key: new for key, (_, new) in pruned.items()})
         ev.loaded.model(windows)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)  # kernels run asynchronously: stop the clock when they are done
         out.append(time.perf_counter() - start)
         ev._apply(None)
     return out

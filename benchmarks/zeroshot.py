@@ -34,6 +34,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--dtype", default="float32", help="float32 (default: the CPU tables' numbers), bfloat16, auto")
     parser.add_argument("--resume", action="store_true", help="skip rows already in zeroshot.rows.jsonl")
     parser.add_argument("--only", nargs="*", default=None, metavar="METHOD@PATTERN",
                         help="measure just these rows, in this order (e.g. dense@- wanda@2:4 sparsegpt@unstructured)")
@@ -48,13 +49,15 @@ def main() -> None:
     from evoprune.data.protocol import PerplexitySpec, evaluation_windows, protocol_record
     from evoprune.data.tokens import CalibSpec
     from evoprune.evaluation.harness import run_tasks
-    from evoprune.jobs.prune import PruneSpec, prune_loaded, resolve_method, snapshot
+    from evoprune.jobs.prune import PruneSpec, prune_loaded, resolve_recipe, snapshot, with_file_stages
     from evoprune.model.loading import load_model
 
-    loaded = load_model("smollm2-135m", args.device, "auto")
+    loaded = load_model("smollm2-135m", args.device, args.dtype)
     calib, evaluation = CalibSpec("wikitext2", 32, 256, 0), PerplexitySpec("wikitext2", 512, 16384)
     windows = evaluation_windows(loaded, evaluation)
-    protocol = {**protocol_record(loaded, calib, evaluation), "blimp_limit": args.limit, "evolved": args.evolved}
+    protocol = {**protocol_record(loaded, calib, evaluation), "blimp_limit": args.limit, "evolved": args.evolved,
+                "device": str(next(loaded.model.parameters()).device),
+                "dtype": str(next(loaded.model.parameters()).dtype).removeprefix("torch.")}
     RESULTS.mkdir(exist_ok=True)
     rows = [json.loads(x) for x in ROWS.read_text().splitlines()] if args.resume and ROWS.is_file() else []
     if not args.resume:
@@ -75,7 +78,9 @@ def main() -> None:
         if method_name != "dense":
             structured = pattern != "unstructured"
             spec = PruneSpec(method_name, None if structured else 0.5, pattern, "row", "sequential")
-            reports = prune_loaded(loaded, resolve_method(method_name, calib.seqlen), spec, calib)
+            # A recipe file (an exported recipe search) brings its allocation, refinement and update stages.
+            method, recipe = resolve_recipe(method_name, calib.seqlen)
+            reports = prune_loaded(loaded, method, with_file_stages(spec, recipe), calib)
             sparsity = sum(r.pruned for r in reports) / sum(r.total for r in reports)
         prune_s = time.perf_counter() - start
         start = time.perf_counter()
@@ -118,7 +123,9 @@ def write(rows: list[dict], protocol: dict | None) -> None:
              "(a conservative rule: every row scores the same pairs, so paired differences vary less).",
              "Perplexity: wikitext2 test, first 16,384 tokens, 512-token windows. Pruning: calibration 32 x 256 "
              "tokens of wikitext2 valid, seed 0, sequential (block by block), comparison group row; "
-             "pruner-zero is Pruner-Zero's evolved formula (built in; G from the dense model). fp32 on CPU.", "",
+             "pruner-zero is Pruner-Zero's evolved formula (built in; G from the dense model); a .json row is an "
+             "exported evoprune recipe with its own stages. "
+             f"{(protocol or {}).get('dtype', 'float32')} on {(protocol or {}).get('device', 'cpu')}.", "",
              "| method | pattern | sparsity | wikitext2 ppl | BLiMP mean acc (%) | ± s.e. | vs dense (points) |",
              "|---|---|---|---|---|---|---|"]
     dense = next((r["blimp_acc"] for r in rows if r["method"] == "dense"), None)
