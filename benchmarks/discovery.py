@@ -51,11 +51,11 @@ def track_config(track: str, setting: str, overrides: dict):
     return with_overrides(config, overrides)
 
 
-def run_one(track: str, setting: str, overrides: dict) -> dict:
+def run_one(track: str, setting: str, overrides: dict, tag: str = "") -> dict:
     from evoprune.jobs.search import search_job
 
     config = track_config(track, setting, overrides)
-    out = RUNS / f"{track}-{setting.replace('%', '').replace(':', 'of')}"
+    out = RUNS / (f"{track}-{setting.replace('%', '').replace(':', 'of')}" + (f"-{tag}" if tag else ""))
     start = time.perf_counter()
     payload = search_job(config, out, force=True)
     wall = time.perf_counter() - start
@@ -64,7 +64,7 @@ def run_one(track: str, setting: str, overrides: dict) -> dict:
     hand = [r for r in payload["baselines"] if r["perplexity"] is not None]
     top_hand = min(hand, key=lambda r: r["perplexity"], default=None)
     search_seconds = sum(h["seconds"] for h in payload["history"])
-    return {"track": track, "setting": setting, "run": str(out), "config_overrides": overrides,
+    return {"track": track, "setting": setting, "tag": tag, "run": str(out), "config_overrides": overrides,
             "evolved": None if best is None else {"recipe": best["recipe"], "text": best["text"],
                                                   "perplexity": best["perplexity"], "fitness": best["fitness"]},
             "hand_made": {r["method"]: r["perplexity"] for r in payload["baselines"]},
@@ -105,14 +105,16 @@ def report(rows: list[dict], transfer: list[dict]) -> str:
         hand, evolved = row["best_hand_made"], row["evolved"]
         hand_cells = f"{hand} | {row['hand_made'][hand]:.2f}" if hand else "- | -"
         evolved_cells = f"`{evolved['text']}` | {evolved['perplexity']:.2f}" if evolved else "- | -"
-        lines.append(f"| {row['track']} | {row['setting']} | {hand_cells} | {evolved_cells} | {goal_text(row)} | "
+        setting = row["setting"] + (f" ({row['tag']})" if row.get("tag") else "")
+        lines.append(f"| {row['track']} | {setting} | {hand_cells} | {evolved_cells} | {goal_text(row)} | "
                      f"{row['search_seconds']:.0f} | {row['wall_seconds']:.0f} | {row['candidates']} / "
                      f"{row['evaluated']} | {json.dumps(row['config_overrides'])} |")
     if rows:
         lines += ["", "All hand-made rows of each search's table:", ""]
-        lines += [f"- {r['track']} {r['setting']}: " + ", ".join(f"{k} {v:.2f}" if v is not None else f"{k} failed"
-                                                                   for k, v in r["hand_made"].items())
-                  for r in rows]
+        for r in rows:
+            tag = f" ({r['tag']})" if r.get("tag") else ""
+            lines.append(f"- {r['track']} {r['setting']}{tag}: " + ", ".join(
+                f"{k} {v:.2f}" if v is not None else f"{k} failed" for k, v in r["hand_made"].items()))
     transfer = list({(t["label"], t["calib"], t["eval"]): t for t in transfer}.values())  # a rerun replaces a row
     if transfer:
         lines += ["", "## Transfer: the best recipe, unchanged, calibrated and evaluated on other texts", "",
@@ -165,6 +167,7 @@ def main() -> None:
     parser.add_argument("--settings", nargs="*", default=list(SETTINGS))
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="KEY=VALUE for every search")
     parser.add_argument("--resume", action="store_true", help="keep rows already in discovery.rows.jsonl")
+    parser.add_argument("--tag", default="", help="a variant (e.g. seeded): its own run directory and table row")
     parser.add_argument("--transfer", type=Path, default=None, help="a finished run: transfer check only")
     parser.add_argument("--transfer-calib", default="tinystories")
     parser.add_argument("--transfer-eval", default="wikitext2", help="the text the transfer check evaluates on")
@@ -187,12 +190,12 @@ def main() -> None:
                 fh.write(json.dumps({"transfer": row}) + "\n")
     elif not args.report_only:
         overrides = parse_overrides(args.overrides)
-        done = {(r["track"], r["setting"]) for r in rows if "track" in r}
+        done = {(r["track"], r["setting"], r.get("tag", "")) for r in rows if "track" in r}
         for track in args.tracks:
             for setting in args.settings:
-                if (track, setting) in done:
+                if (track, setting, args.tag) in done:
                     continue
-                row = run_one(track, setting, overrides)
+                row = run_one(track, setting, overrides, args.tag)
                 rows.append(row)
                 with ROWS.open("a") as fh:
                     fh.write(json.dumps(row) + "\n")

@@ -30,11 +30,12 @@ import torch
 from evoprune.data.perplexity import perplexity
 from evoprune.data.protocol import PerplexitySpec, calib_windows, evaluation_windows, protocol_record
 from evoprune.data.tokens import CalibSpec
-from evoprune.jobs.structured import StructuredSpec, latency_ids, shrink_with_scores, unit_scores
+from evoprune.jobs.structured import StructuredSpec, choose_depth, latency_ids, shrink_with_scores, unit_scores
 from evoprune.jobs.tune_config import load_tune_config
 from evoprune.jobs.tune_problem import TuneProblem
 from evoprune.jobs.tune_space import decode, run_tune
 from evoprune.model.loading import load_model
+from evoprune.structured.calibration import calibrate
 from evoprune.structured.measure import count_params, forward_latency
 from evoprune.structured.shape import decoder_shape
 from evoprune.structured.tpe import open_study
@@ -52,6 +53,7 @@ METHODS = [
 RATIOS = (0.1, 0.2, 0.3)
 TPE_LABEL = "AdaPruner-style TPE"
 TPE_CONFIG = Path(__file__).resolve().parents[1] / "search_spaces" / "adapruner.yaml"
+DEPTH_LABEL = "evoprune depth+width (depth on validation)"
 TPE_TRIALS = 12  # CPU budget: ~10 s a trial on 2 threads (Taylor's gradient pass over 8 × 128 tokens dominates)
 
 
@@ -100,10 +102,42 @@ def main() -> None:
             print(f"{label:<32} {ratio:.1f} ppl {row['perplexity']:9.2f} decoder {row['params']['decoder']:,} "
                   f"latency {row['latency_s'] / dense['latency_s']:.2f}", flush=True)
             del model
+    if not args.only or DEPTH_LABEL in args.only:
+        rows += depth_rows(loaded, dense, calib, windows, eval_ids, lat_ids, args)
     if not args.only or TPE_LABEL in args.only:
         rows += tpe_rows(loaded, dense, eval_ids, lat_ids, args)
     dense["latency_end_s"] = forward_latency(loaded.model, lat_ids, args.latency_repeats)  # drift check
     write(dense, rows, protocol_record(loaded, calib, evaluation), args)
+
+
+def depth_rows(loaded, dense: dict, calib: CalibSpec, windows: torch.Tensor, eval_ids: torch.Tensor,
+               lat_ids: torch.Tensor, args: argparse.Namespace) -> list:
+    """Wanda-group widths plus whole blocks by ShortGPT's influence, the number of blocks chosen per ratio by
+    perplexity on wikitext2 validation windows (`prune --structure mlp,heads --depth auto`)."""
+    shape = decoder_shape(loaded.model.config)
+    start = time.perf_counter()
+    scores, _ = unit_scores(loaded, shape, "wanda", calib, windows)
+    scores = {**scores, "blocks": calibrate(loaded.model, windows).block_influence}
+    score_seconds = time.perf_counter() - start
+    rows = []
+    for ratio in args.ratios:
+        spec = StructuredSpec("mlp,heads", ratio, "wanda", "uniform", depth=None)
+        start = time.perf_counter()
+        depth, tried = choose_depth(loaded, spec, scores, None, calib.data)
+        search_seconds = time.perf_counter() - start
+        model = copy.deepcopy(loaded.model)
+        selection = shrink_with_scores(model, replace(spec, depth=depth), scores, None)
+        row = {"method": DEPTH_LABEL, "metric": "wanda+shortgpt", "structure": f"mlp,heads + {depth} blocks",
+               "widths": "uniform", "ratio": ratio, "score_seconds": score_seconds + search_seconds,
+               "uniform": selection.uniform(), "depth_search": {"chosen": depth, "validation_perplexity": tried},
+               **measure(model, eval_ids, lat_ids, args.latency_repeats)}
+        row["removed_decoder"] = dense["params"]["decoder"] - row["params"]["decoder"]
+        rows.append(row)
+        print(f"{DEPTH_LABEL:<32} {ratio:.1f} ppl {row['perplexity']:9.2f} depth {depth} (validation "
+              + ", ".join(f"{d}: {p:.1f}" for d, p in tried.items()) + f") decoder {row['params']['decoder']:,}",
+              flush=True)
+        del model
+    return rows
 
 
 def tpe_rows(loaded, dense: dict, eval_ids: torch.Tensor, lat_ids: torch.Tensor, args: argparse.Namespace) -> list:
@@ -162,8 +196,24 @@ def write(dense: dict, rows: list[dict], protocol: dict, args: argparse.Namespac
                      f"{r['perplexity']:.2f} | {r['params']['decoder']:,} | {r['removed_decoder']:,} | "
                      f"{100 * r['removed_decoder'] / dense['params']['decoder']:.2f} | {r['params']['total']:,} | "
                      f"{r['latency_s'] / dense['latency_s']:.2f} |")
+    lines += depth_notes([r for r in rows if "depth_search" in r])
     lines += tpe_notes([r for r in rows if "tune" in r])
     (results / "structured.md").write_text("\n".join(lines) + "\n")
+
+
+def depth_notes(rows: list[dict]) -> list[str]:
+    if not rows:
+        return []
+    lines = ["", f"{DEPTH_LABEL}: `evoprune prune --structure mlp,heads --metric wanda --depth auto` — the least "
+             "influential whole blocks (ShortGPT's 1 − cos) go first, Wanda-group equal widths take the rest of the "
+             "budget in the blocks that stay, and the number of blocks is the one with the lowest perplexity on 8 "
+             "windows of 512 wikitext2 validation tokens (never the test split). Validation perplexity per depth:",
+             ""]
+    for r in rows:
+        tried = ", ".join(f"{d}: {p:.1f}" for d, p in r["depth_search"]["validation_perplexity"].items())
+        lines.append(f"- {r['ratio']:.1f}: {tried} → {r['depth_search']['chosen']} blocks; "
+                     f"{r['score_seconds']:.0f} s")
+    return lines
 
 
 def tpe_notes(rows: list[dict]) -> list[str]:

@@ -61,6 +61,9 @@ def prune(
     ratio: float = typer.Option(0.2, "--ratio", help="With --structure: fraction of decoder parameters removed."),
     widths: str = typer.Option("uniform", "--widths", help="With --structure: uniform or per-layer."),
     tolerance: float = typer.Option(0.005, "--tolerance", help="With --structure: allowed overshoot (fraction)."),
+    depth: str = typer.Option("0", "--depth", help="With --structure (width units, uniform): also remove this many "
+                              "whole blocks (least influential first), or auto: the depth with the lowest "
+                              "perplexity on validation windows."),
     model: str = opt.Model, device: str = opt.Device, dtype: str = opt.Dtype, calib: str = opt.Calib,
     nsamples: int = opt.NSamples, seqlen: int = opt.SeqLen, seed: int = opt.Seed,
 ) -> None:
@@ -72,7 +75,7 @@ def prune(
         from evoprune.cli.commands_structured import prune_structured
 
         return prune_structured(structure, ratio, widths, tolerance, metric, out, force, model, device, dtype,
-                                calib, nsamples, seqlen, seed)
+                                calib, nsamples, seqlen, seed, depth)
     from evoprune.jobs.prune import PruneSpec, prune_job, resolve_recipe, with_file_stages
     from evoprune.paths import check_output_dir
 

@@ -13,13 +13,25 @@ from evoprune.data.text import load_text
 console = Console()
 
 
+def parse_depth(text: str) -> int | None:
+    """`--depth`: a number of whole blocks, or auto (chosen on validation windows)."""
+    from evoprune.errors import EvopruneError
+
+    if text == "auto":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise EvopruneError(f"--depth must be a whole number of blocks or auto, got {text!r}") from None
+
+
 def prune_structured(structure: str, ratio: float, widths: str, tolerance: float, metric: str, out: Path,
                      force: bool, model: str, device: str, dtype: str, calib: str, nsamples: int, seqlen: int,
-                     seed: int) -> None:
+                     seed: int, depth: str = "0") -> None:
     from evoprune.jobs.structured import StructuredSpec, check_structured, structured_job
     from evoprune.paths import check_output_dir
 
-    spec = StructuredSpec(structure, ratio, metric, widths, tolerance)
+    spec = StructuredSpec(structure, ratio, metric, widths, tolerance, parse_depth(depth))
     check_structured(model, spec, seqlen)
     calib_spec = opt.calib_spec(calib, nsamples, seqlen, seed)
     load_text(calib, "calib")
@@ -27,7 +39,13 @@ def prune_structured(structure: str, ratio: float, widths: str, tolerance: float
     loaded = opt.load(model, device, dtype)
     report = structured_job(loaded, spec, calib_spec, out, force)
     params, latency = report["params"], report["latency"]
-    console.print(f"shrunk {structure} by {metric} ({widths}): removed {params['removed_decoder']:,} decoder "
+    if "depth_search" in report:
+        tried = report["depth_search"]["validation_perplexity"]
+        console.print("depth (validation perplexity): " + ", ".join(f"{d}: {p:.2f}" for d, p in tried.items())
+                      + f" -> {report['depth_search']['chosen']}")
+    kept = len(report["blocks_kept"])
+    console.print(f"shrunk {structure} by {metric} ({widths}, {kept} blocks kept): removed "
+                  f"{params['removed_decoder']:,} decoder "
                   f"parameters ({params['removed_fraction_of_decoder']:.4f}; target {params['target_removed']:,}), "
                   f"{params['dense']['total']:,} -> {params['pruned']['total']:,} in all; forward latency "
                   f"{latency['pruned_s']:.3f}s vs dense {latency['dense_s']:.3f}s ({latency['ratio']:.2f}x); "

@@ -4,7 +4,7 @@ save it, and report parameters, CPU forward latency (dense and shrunk, same run)
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
@@ -15,7 +15,15 @@ from evoprune.errors import EvopruneError
 from evoprune.model.loading import LoadedModel, model_path
 from evoprune.paths import claim_output_dir
 from evoprune.structured.allocate import UnitScores, allocate
-from evoprune.structured.budget import WIDTHS, Budget, check_reachable, make_budget, uniform_counts
+from evoprune.structured.budget import (
+    WIDTHS,
+    Budget,
+    check_reachable,
+    depth_counts,
+    make_budget,
+    max_depth,
+    uniform_counts,
+)
 from evoprune.structured.calibration import Calibration, calibrate
 from evoprune.structured.measure import count_params, forward_latency
 from evoprune.structured.save import reload_max_abs_diff, save_shrunk, write_report
@@ -36,6 +44,9 @@ class StructuredSpec:
     metric: str = "wanda"
     widths: str = "uniform"
     tolerance: float = 0.005  # allowed overshoot, as a fraction of the decoder's parameters
+    # Whole blocks (least influential, ShortGPT's score) removed beside the widths; None: chosen by perplexity on
+    # validation windows among 0 .. the most that leaves the widths a share (`choose_depth`).
+    depth: int | None = 0
 
     def check(self, config) -> tuple[DecoderShape, Budget]:
         """Everything that can fail from the config alone: runs before the model loads."""
@@ -51,6 +62,20 @@ class StructuredSpec:
             raise EvopruneError("--widths per-layer writes a LLaMA modeling file; use uniform for "
                                 f"{config.model_type!r} models")
         budget = make_budget(shape, self.ratio, self.tolerance)
+        if self.depth != 0:
+            if self.widths != "uniform":
+                raise EvopruneError("--depth goes with --widths uniform")
+            if self.metric == "flap":
+                raise EvopruneError("--depth with --metric flap is not supported (FLAP allocates its own widths)")
+            if "blocks" in structures:
+                raise EvopruneError("--depth removes whole blocks beside the width units: leave blocks out of "
+                                    "--structure")
+            for depth in [self.depth] if self.depth is not None else range(max_depth(shape, budget) + 1):
+                if depth:
+                    depth_counts(shape, structures, budget, depth)
+                else:
+                    uniform_counts(shape, structures, budget)
+            return shape, budget
         if self.widths == "uniform" or structures == ("blocks",):
             uniform_counts(shape, structures, budget)
         else:
@@ -116,12 +141,56 @@ def unit_scores(loaded: LoadedModel, shape: DecoderShape, metric: str, calib: Ca
     return _summed(loaded, shape, metric, calib, windows), None
 
 
-def prune_structured(loaded: LoadedModel, spec: StructuredSpec, calib: CalibSpec) -> Selection:
-    """Score, allocate and shrink `loaded.model` in place; FLAP compensates the removed channels with biases."""
+def prune_structured(loaded: LoadedModel, spec: StructuredSpec, calib: CalibSpec,
+                     record: dict | None = None) -> Selection:
+    """Score, allocate and shrink `loaded.model` in place; FLAP compensates the removed channels with biases.
+    With `depth`, blocks are ranked by ShortGPT's influence; `depth=None` is chosen on validation windows first."""
     shape, _ = spec.check(loaded.model.config)
-    windows = calib_windows(loaded, calib) if spec.metric != "magnitude" else None
+    windows = calib_windows(loaded, calib) if spec.metric != "magnitude" or spec.depth != 0 else None
     scores, calibration = unit_scores(loaded, shape, spec.metric, calib, windows)
+    if spec.depth != 0:
+        calibration = calibration or calibrate(loaded.model, windows)
+        scores = {**scores, "blocks": calibration.block_influence}
+    if spec.depth is None:
+        depth, tried = choose_depth(loaded, spec, scores, calibration, calib.data)
+        spec = replace(spec, depth=depth)
+        if record is not None:  # what the report shows: each depth's validation perplexity
+            record["depth_search"] = {"chosen": depth, "validation_perplexity": tried,
+                                      "windows": [DEPTH_WINDOWS, DEPTH_SEQLEN, DEPTH_SEED]}
     return shrink_with_scores(loaded.model, spec, scores, calibration)
+
+
+DEPTH_WINDOWS, DEPTH_SEQLEN, DEPTH_SEED = 8, 512, 1
+
+
+def depth_validation_ids(loaded: LoadedModel, data: str) -> torch.Tensor:
+    """Windows of the calibration text's validation split (never the test split) that judge `--depth auto`."""
+    from evoprune.data.text import load_text
+    from evoprune.data.tokens import tokenize
+    from evoprune.structured.pool import split_validation
+
+    ids = tokenize(loaded.tokenizer, load_text(data, "calib"))
+    return split_validation(ids, DEPTH_SEQLEN, 0, DEPTH_WINDOWS, DEPTH_SEED)[1]
+
+
+def choose_depth(loaded: LoadedModel, spec: StructuredSpec, scores: UnitScores, calibration: Calibration | None,
+                 data: str) -> tuple[int, dict[int, float]]:
+    """Every depth from 0 to the most that leaves the widths a share, each applied to a copy of the dense model
+    and scored by perplexity on validation windows; the lowest wins (ties: the shallower)."""
+    import copy
+
+    from evoprune.data.perplexity import perplexity
+
+    shape, budget = spec.check(loaded.model.config)
+    ids = depth_validation_ids(loaded, data).to(next(loaded.model.parameters()).device)
+    tried: dict[int, float] = {}
+    for depth in range(max_depth(shape, budget) + 1):
+        model = copy.deepcopy(loaded.model)
+        shrink_with_scores(model, replace(spec, depth=depth), scores, calibration)
+        tried[depth] = perplexity(model, ids)
+        del model
+    best = min(tried, key=lambda d: (tried[d], d))
+    return best, tried
 
 
 def shrink_with_scores(model: torch.nn.Module, spec: StructuredSpec, scores: UnitScores,
@@ -129,7 +198,9 @@ def shrink_with_scores(model: torch.nn.Module, spec: StructuredSpec, scores: Uni
     """Allocate and shrink with scores computed once (scores do not depend on the ratio: a benchmark reuses them
     on fresh copies of the dense model)."""
     shape, budget = spec.check(model.config)
-    selection = allocate(shape, parse_structures(spec.structure), scores, budget, spec.widths)
+    if spec.depth is None:
+        raise EvopruneError("depth 'auto' must be resolved first (choose_depth)")
+    selection = allocate(shape, parse_structures(spec.structure), scores, budget, spec.widths, spec.depth)
     means = None
     if spec.metric == "flap":
         means = {i: {"o_proj": calibration.moments[f"{i}.self_attn.o_proj"].mean(),
@@ -152,12 +223,13 @@ def structured_job(loaded: LoadedModel, spec: StructuredSpec, calib: CalibSpec, 
     ids = latency_ids(loaded)
     dense_params, dense_latency = count_params(loaded.model), forward_latency(loaded.model, ids)
     start = time.perf_counter()
-    selection = prune_structured(loaded, spec, calib)
+    searched: dict = {}
+    selection = prune_structured(loaded, spec, calib, searched)
     seconds = time.perf_counter() - start
     params = count_params(loaded.model)
     report = {
         "protocol": protocol_record(loaded, calib, None), "structured": asdict(spec),
-        "widths": selection.widths(), "blocks_kept": selection.kept_blocks(),
+        "widths": selection.widths(), "blocks_kept": selection.kept_blocks(), **searched,
         "params": {"dense": dense_params, "pruned": params, "removed_decoder": dense_params["decoder"]
                    - params["decoder"], "target_removed": budget.target,
                    "removed_fraction_of_decoder": (dense_params["decoder"] - params["decoder"])

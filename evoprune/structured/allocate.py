@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 
 from evoprune.errors import EvopruneError
-from evoprune.structured.budget import Budget, check_reachable, uniform_counts
+from evoprune.structured.budget import Budget, check_reachable, depth_counts, uniform_counts
 from evoprune.structured.selection import LayerKeep, Selection, full_selection
 from evoprune.structured.shape import DecoderShape
 
@@ -18,7 +18,15 @@ UnitScores = dict[str, torch.Tensor]  # mlp [L, I], heads [L, Q], groups [L, KV]
 
 
 def allocate(shape: DecoderShape, structures: tuple[str, ...], scores: UnitScores, budget: Budget,
-             widths: str) -> Selection:
+             widths: str, depth: int = 0) -> Selection:
+    """`depth` > 0: drop that many blocks (lowest `scores["blocks"]`), equal widths in the others for the rest."""
+    if depth:
+        if widths != "uniform":
+            raise EvopruneError("--depth goes with --widths uniform")
+        counts = depth_counts(shape, structures, budget, depth)
+        selection = Selection([_layer_keep(shape, scores, layer, counts) for layer in range(shape.layers)])
+        selection.blocks = _keep_all_but(shape.layers, _lowest(scores["blocks"], depth)).tolist()
+        return selection
     if structures == ("blocks",):
         return _drop_blocks(shape, scores["blocks"], uniform_counts(shape, structures, budget)["blocks"])
     if widths == "uniform":

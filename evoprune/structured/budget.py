@@ -68,6 +68,35 @@ def uniform_counts(shape: DecoderShape, structures: tuple[str, ...], budget: Bud
     return counts
 
 
+def depth_counts(shape: DecoderShape, structures: tuple[str, ...], budget: Budget, depth: int) -> dict[str, int]:
+    """Units removed in every block that stays, once `depth` whole blocks are gone: depth and width together
+    (removing a few blocks costs less than thinning all of them, and thinning costs less than many blocks).
+    The blocks take `depth` × a block's parameters; the kept blocks' equal widths meet the rest exactly."""
+    if "blocks" in structures:
+        raise EvopruneError("--depth removes whole blocks beside the width units: leave blocks out of --structure")
+    if not 0 <= depth < shape.layers:
+        raise EvopruneError(f"--depth must be in [0, {shape.layers - 1}], got {depth}")
+    rest = budget.target - depth * shape.block_params
+    if rest <= 0:
+        raise EvopruneError(f"--depth {depth} alone removes {depth * shape.block_params / shape.decoder_params:.4f} "
+                            f"of the decoder, not less than --ratio {budget.target / shape.decoder_params:.4f}: "
+                            "use --structure blocks, or a smaller --depth")
+    kept = shape.layers - depth
+    counts = _layer_counts(shape, structures, rest / kept)
+    removed = depth * shape.block_params + kept * sum(n * shape.unit_cost(kind) for kind, n in counts.items())
+    if removed < budget.target or removed > budget.limit:
+        raise EvopruneError(f"--depth {depth} leaves {rest / shape.decoder_params:.4f} of the decoder for equal "
+                            f"widths over {kept} blocks, which {'+'.join(structures)} steps cannot meet within "
+                            f"--tolerance {budget.slack / shape.decoder_params:g} (add mlp or raise --tolerance)")
+    _check_hf_config(shape, counts)
+    return counts
+
+
+def max_depth(shape: DecoderShape, budget: Budget) -> int:
+    """The most whole blocks that still leave some of the budget to the widths."""
+    return max(0, min(shape.layers - 1, (budget.target - 1) // shape.block_params))
+
+
 def _layer_counts(shape: DecoderShape, structures: tuple[str, ...], per_layer: float) -> dict[str, int]:
     counts: dict[str, int] = {}
     left = per_layer
