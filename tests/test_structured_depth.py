@@ -86,6 +86,7 @@ def test_depth_auto_picks_the_best_validation_depth_and_reloads_as_plain_llama(t
     assert len(report["blocks_kept"]) == 4 - chosen
     assert 0.4 <= report["params"]["removed_fraction_of_decoder"] <= 0.405
     assert report["reload_max_abs_diff"] < 1e-4
+    assert report["generation"]["new_tokens"] == 16 and 0 < report["generation"]["ratio"] < 10
     config = json.loads((tmp_path / "out" / "config.json").read_text())
     assert config["num_hidden_layers"] == 4 - chosen and "auto_map" not in config
     AutoModelForCausalLM.from_pretrained(tmp_path / "out")  # no remote code: equal widths are plain LLaMA

@@ -49,4 +49,6 @@ def prune_structured(structure: str, ratio: float, widths: str, tolerance: float
                   f"parameters ({params['removed_fraction_of_decoder']:.4f}; target {params['target_removed']:,}), "
                   f"{params['dense']['total']:,} -> {params['pruned']['total']:,} in all; forward latency "
                   f"{latency['pruned_s']:.3f}s vs dense {latency['dense_s']:.3f}s ({latency['ratio']:.2f}x); "
+                  f"generation {report['generation']['pruned_s_per_token'] * 1000:.1f} ms/token vs dense "
+                  f"{report['generation']['dense_s_per_token'] * 1000:.1f} ({report['generation']['ratio']:.2f}x); "
                   f"reload max |Δlogit| {report['reload_max_abs_diff']:.2e} -> {out}")

@@ -25,7 +25,7 @@ from evoprune.structured.budget import (
     uniform_counts,
 )
 from evoprune.structured.calibration import Calibration, calibrate
-from evoprune.structured.measure import count_params, forward_latency
+from evoprune.structured.measure import count_params, forward_latency, generation_latency
 from evoprune.structured.save import reload_max_abs_diff, save_shrunk, write_report
 from evoprune.structured.scores import flap_scores, shortgpt_scores, summed_scores
 from evoprune.structured.selection import Selection
@@ -35,6 +35,7 @@ from evoprune.structured.taylor import taylor_scores
 
 STRUCTURED_ONLY = ("taylor", "flap", "shortgpt")  # besides these, any per-weight metric is summed over units
 LATENCY_TOKENS = 512
+GENERATION_PROMPT, GENERATION_TOKENS = 64, 16
 
 
 @dataclass(frozen=True)
@@ -222,6 +223,8 @@ def structured_job(loaded: LoadedModel, spec: StructuredSpec, calib: CalibSpec, 
     claim_output_dir(out, force)
     ids = latency_ids(loaded)
     dense_params, dense_latency = count_params(loaded.model), forward_latency(loaded.model, ids)
+    prompt = ids[:, :GENERATION_PROMPT]
+    dense_generation = generation_latency(loaded.model, prompt, GENERATION_TOKENS)
     start = time.perf_counter()
     searched: dict = {}
     selection = prune_structured(loaded, spec, calib, searched)
@@ -239,6 +242,10 @@ def structured_job(loaded: LoadedModel, spec: StructuredSpec, calib: CalibSpec, 
         "seconds": {"prune": seconds},
     }
     report["latency"]["ratio"] = report["latency"]["pruned_s"] / dense_latency
+    pruned_generation = generation_latency(loaded.model, prompt, GENERATION_TOKENS)
+    report["generation"] = {"prompt_tokens": GENERATION_PROMPT, "new_tokens": GENERATION_TOKENS, "greedy": True,
+                            "dense_s_per_token": dense_generation, "pruned_s_per_token": pruned_generation,
+                            "ratio": pruned_generation / dense_generation}
     save_shrunk(loaded.model, loaded.tokenizer, out, report)
     report["reload_max_abs_diff"] = reload_max_abs_diff(loaded.model, out, ids[:, :128])
     write_report(out, report)  # again, now with the parity it measured
