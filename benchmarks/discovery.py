@@ -10,6 +10,7 @@ the table to results/discovery.md, with the goals of issue 10 and the margin by 
 
     python benchmarks/discovery.py                                   # every track and setting (hours on a CPU)
     python benchmarks/discovery.py --tracks reconstruct --settings 50% --set generations=6
+    python benchmarks/discovery.py --resume --tag seeded --set seed_baselines=true --settings 70%   # a variant
     python benchmarks/discovery.py --transfer runs/discovery/metric-only-50   # best recipe, tinystories calib
 """
 
