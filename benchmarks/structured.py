@@ -2,8 +2,9 @@
 
 Rows: magnitude and Wanda summed per unit (uniform widths, LLM-Pruner's equal ratio per structure), LLM-Pruner's
 Taylor |W·G| (uniform), FLAP (fluctuation metric, per-layer widths by its standardised global ranking, bias
-compensation), ShortGPT (drop the blocks of lowest influence), and Wanda summed per unit with FLAP-style per-layer
-widths, and AdaPruner-style TPE (`evoprune tune` with search_spaces/adapruner.yaml: Optuna TPE over which
+compensation), ShortGPT (drop the blocks of lowest influence), Wanda summed per unit with FLAP-style per-layer
+widths, evoprune's depth+width (whole blocks by ShortGPT's influence plus Wanda-group equal widths, the number of
+blocks chosen by validation perplexity: `prune --depth auto`), and AdaPruner-style TPE (`evoprune tune` with search_spaces/adapruner.yaml: Optuna TPE over which
 validation windows calibrate and the weights of a Taylor/FLAP/Wanda/magnitude mix, objective perplexity on other
 validation windows; a small trial budget for CPU, one study per ratio). Columns: wikitext2 test perplexity (16,384
 tokens, 512-token windows), exact parameter counts, CPU forward latency of a 1×512 input relative to the dense
