@@ -74,11 +74,17 @@ def test_bad_depth_is_one_error_line_and_writes_nothing(truncated_model_dir, tmp
 
 
 @pytest.mark.slow
-def test_depth_auto_picks_the_best_validation_depth_and_reloads_as_plain_llama(truncated_model_dir, tmp_path):
-    """Real weights (SmolLM2 cut to 4 blocks): at 40 % the search tries depth 0 and 1, keeps the one with the
-    lower validation perplexity, and the saved model reloads with transformers alone to the same logits."""
-    loaded = load_model(str(truncated_model_dir), "cpu", "float32")
-    report = structured_job(loaded, StructuredSpec("mlp,heads", 0.4, "wanda", depth=None), CALIB, tmp_path / "out")
+def test_depth_auto_picks_the_best_validation_depth_and_reloads_as_plain_llama(truncated_model_dir, tmp_path,
+                                                                                  capsys):
+    """Real weights (SmolLM2 cut to 4 blocks), through the CLI: at 40 % the search tries depth 0 and 1, keeps the
+    one with the lower validation perplexity, and the saved model reloads with transformers alone to the same
+    logits."""
+    argv = ["prune", "--model", str(truncated_model_dir), "--structure", "mlp,heads", "--metric", "wanda",
+            "--ratio", "0.4", "--depth", "auto", "--nsamples", "4", "--seqlen", "64", "--out", str(tmp_path / "out")]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "depth (validation perplexity)" in printed and "ms/token" in printed
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
     tried = {int(k): v for k, v in report["depth_search"]["validation_perplexity"].items()}
     assert sorted(tried) == [0, 1] and all(v > 1 for v in tried.values())
     chosen = report["depth_search"]["chosen"]
