@@ -66,7 +66,9 @@ def main() -> None:
     original = snapshot(loaded.model)
     # Cheapest first (SparseGPT and the gradient pass of an evolved metric with G last), so an interrupted run
     # still holds the most rows; --resume continues it.
-    configs = [("dense", "-")] + [(m, p) for m in (*METHODS, args.evolved) for p in ("2:4", "unstructured")]
+    # A recipe file's per-layer allocation has no 2:4 form (the pattern fixes every layer): unstructured only.
+    configs = [("dense", "-")] + [(m, p) for m in (*METHODS, args.evolved) for p in ("2:4", "unstructured")
+                                  if not (m.endswith(".json") and p == "2:4")]
     if args.only is not None:
         configs = [tuple(item.split("@", 1)) for item in args.only]
     for method_name, pattern in configs:
@@ -138,7 +140,8 @@ def write(rows: list[dict], protocol: dict | None) -> None:
     measured = {(r["method"], r["pattern"]) for r in rows}
     evolved = (protocol or {}).get("evolved", EVOLVED)
     missing = [f"{m} {p}" for m, p in [("dense", "-")] + [(m, p) for m in (*METHODS, evolved)
-                                                         for p in ("2:4", "unstructured")] if (m, p) not in measured]
+                                                         for p in ("2:4", "unstructured")]
+               if (m, p) not in measured and not (m.endswith(".json") and p == "2:4")]  # per-layer allocation
     if missing:
         lines += ["", f"Not measured in this run (out of time; `python benchmarks/zeroshot.py --limit {limit} "
                   f"--resume` adds them): {', '.join(missing)}."]
