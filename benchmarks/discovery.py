@@ -88,7 +88,10 @@ def goal_text(row: dict) -> str:
     hand = row["best_hand_made"]
     if hand is not None:  # the point: the evolved recipe against the best hand-made one of its track
         best = row["hand_made"][hand]
-        text += f"; {'below' if value < best else 'above'} {hand} by {abs(value - best) / best:.1%}"
+        if abs(value - best) < 5e-3:  # the search handed back the hand-made recipe (a seed) itself
+            text += f"; the same perplexity as {hand}"
+        else:
+            text += f"; {'below' if value < best else 'above'} {hand} by {abs(value - best) / best:.1%}"
     return text
 
 
