@@ -210,3 +210,24 @@ def test_canonical_text_means_what_the_tree_means():
         checked += 1
     assert checked == 1000
     assert canonical_string(tree_to_sympy(tree_from_string("mul(sqr(W), W)", pset), pset)) == "W*W**2"
+
+
+def test_diverse_best_puts_the_best_of_each_set_of_stages_first():
+    """The second opinion sees every allocation family the fast fitness ranked high, not n scores of one."""
+    from evoprune.search.ranking import diverse_best, stages_of
+
+    def recipe(score, allocation, update="obs"):
+        return json.dumps({"allocation": allocation, "refine": "none", "score": score, "update": update})
+
+    cache = {recipe("W*X", "tree:attn"): {"fitness": 0.1, "size": 3},
+             recipe("W**2*X", "tree:attn"): {"fitness": 0.11, "size": 5},
+             recipe("W*X**2", "tree:attn"): {"fitness": 0.12, "size": 5},
+             recipe("W*X", "tree:depth"): {"fitness": 0.2, "size": 3},
+             recipe("W*X", "uniform", "none"): {"fitness": 0.3, "size": 3},
+             "abs(W)": {"fitness": 0.5, "size": 1}}
+    picked = [form for form, _ in diverse_best(cache, 4)]
+    assert picked == [recipe("W*X", "tree:attn"), recipe("W*X", "tree:depth"), recipe("W*X", "uniform", "none"),
+                      "abs(W)"]
+    assert [form for form, _ in diverse_best(cache, 6)][4:] == [recipe("W**2*X", "tree:attn"),
+                                                                recipe("W*X**2", "tree:attn")]
+    assert stages_of("abs(W)") == "abs(W)" and stages_of("[1, 2]") == "[1, 2]"

@@ -16,7 +16,7 @@ from evoprune.paths import StagedDir
 from evoprune.search import run_dir
 from evoprune.search.config import FREE_EVALUATION_KEYS, RUN_DEFINING, SearchConfig, config_from_dict, with_overrides
 from evoprune.search.loop import run_search
-from evoprune.search.ranking import hall_of_fame
+from evoprune.search.ranking import diverse_best
 from evoprune.search.report import finish_run, hand_made_recipes
 
 log = logging.getLogger(__name__)  # the CLI shows these lines; library code never prints
@@ -76,12 +76,13 @@ def search_job(config: SearchConfig, out: Path, force: bool = False, resume: boo
 
 
 def reselect(evaluator: Evaluator | None, state: dict, top: int) -> dict[str, float]:
-    """The model fitness (KL to dense on calibration windows) of the `top` best distinct candidates: a cheap fitness
-    guides the search, a faithful one picks among its best (benchmarks/results/recipe_fidelity.md)."""
+    """The model fitness (KL to dense on calibration windows) of `top` candidates, the best of each distinct set of
+    stages first: a cheap fitness guides the search, a faithful one picks among its best
+    (benchmarks/results/recipe_fidelity.md)."""
     if evaluator is None or top <= 0:
         return {}
     out = {}
-    for form, _result in hall_of_fame(state["cache"], top):
+    for form, _result in diverse_best(state["cache"], top):
         start = time.perf_counter()
         try:
             out[form] = evaluator.model_fitness(form)

@@ -44,8 +44,9 @@ class SearchConfig:
     seed_baselines: bool = False  # start from scratch by default; True puts the built-ins into generation 0
     rescore_top: int = 3  # best formulas re-scored by perplexity at the end
     rescore_mode: str = "dense"  # the final table: dense statistics (fast) or the sequential protocol (papers')
-    # A second, slower opinion before the table: the best `reselect_top` distinct candidates by fitness are scored
-    # by the model fitness (KL to the dense model on calibration windows) and listed best-first by it. 0: off.
+    # A second, slower opinion before the table: `reselect_top` candidates (the best of each distinct set of stages
+    # first, then the next best by fitness) are scored by the model fitness (KL to the dense model on calibration
+    # windows) and listed best-first by it. 0: off.
     reselect_top: int = 0
     baselines: tuple[str, ...] | None = None  # rows of the final table (built-in and hand-made names); None: all
     # Recipe genes (any of them on: an individual is a recipe, see genome.py). `nsga2`: NSGA-II over (fitness, size).

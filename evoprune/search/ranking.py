@@ -3,6 +3,7 @@ both read from the canonical-form cache: every formula the run ever evaluated, n
 
 from __future__ import annotations
 
+import json
 import math
 
 
@@ -23,6 +24,33 @@ def hall_of_fame(cache: dict, n: int | None = None) -> list[tuple[str, dict]]:
         seen |= keys
         distinct.append((form, result))
     return distinct if n is None else distinct[:n]
+
+
+def stages_of(form: str) -> str:
+    """A recipe's stages (allocation, refinement, update) without its score; a plain formula is its own family."""
+    try:
+        recipe = json.loads(form)
+    except ValueError:
+        return form
+    if not isinstance(recipe, dict):
+        return form
+    return json.dumps([recipe.get("allocation"), recipe.get("refine"), recipe.get("update")])
+
+
+def diverse_best(cache: dict, n: int) -> list[tuple[str, dict]]:
+    """The best of each distinct set of stages first, in fitness order, then the rest of the hall of fame: `n`
+    candidates for a second opinion. The fast fitness can favour one kind of allocation as a whole (fisher
+    over-rates sparing attention, recipe_fidelity.md), so its top n are often one allocation with n scores."""
+    ranked = hall_of_fame(cache)
+    families: set = set()
+    first = []
+    for form, result in ranked:
+        family = stages_of(form)
+        if family not in families:
+            families.add(family)
+            first.append((form, result))
+    rest = [item for item in ranked if item not in first]
+    return (first + rest)[:n]
 
 
 def pareto_front(cache: dict) -> list[dict]:
