@@ -76,6 +76,7 @@ def main() -> None:
     parser.add_argument("--tune-trials", type=int, default=TPE_TRIALS, help="TPE trials per ratio")
     parser.add_argument("--results", type=Path, default=RESULTS, help="where structured.md/.json go")
     parser.add_argument("--report-only", action="store_true", help="rewrite structured.md from structured.json")
+    parser.add_argument("--depth-structure", default="mlp,heads", help="the width units of the depth+width row")
     args = parser.parse_args()
     if args.report_only:
         saved = json.loads((args.results / "structured.json").read_text())
@@ -128,13 +129,14 @@ def depth_rows(loaded, dense: dict, calib: CalibSpec, windows: torch.Tensor, eva
     score_seconds = time.perf_counter() - start
     rows = []
     for ratio in args.ratios:
-        spec = StructuredSpec("mlp,heads", ratio, "wanda", "uniform", depth=None)
+        spec = StructuredSpec(args.depth_structure, ratio, "wanda", "uniform", depth=None)
         start = time.perf_counter()
         depth, tried = choose_depth(loaded, spec, scores, None, calib.data)
         search_seconds = time.perf_counter() - start
         model = copy.deepcopy(loaded.model)
         selection = shrink_with_scores(model, replace(spec, depth=depth), scores, None)
-        row = {"method": DEPTH_LABEL, "metric": "wanda+shortgpt", "structure": f"mlp,heads + {depth} blocks",
+        row = {"method": DEPTH_LABEL, "metric": "wanda+shortgpt",
+               "structure": f"{args.depth_structure} + {depth} blocks",
                "widths": "uniform", "ratio": ratio, "score_seconds": score_seconds + search_seconds,
                "uniform": selection.uniform(), "depth_search": {"chosen": depth, "validation_perplexity": tried},
                **measure(model, eval_ids, lat_ids, args.latency_repeats)}
