@@ -36,7 +36,6 @@ from evoprune.jobs.tune_config import load_tune_config
 from evoprune.jobs.tune_problem import TuneProblem
 from evoprune.jobs.tune_space import decode, run_tune
 from evoprune.model.loading import load_model
-from evoprune.structured.calibration import calibrate
 from evoprune.structured.measure import count_params, forward_latency
 from evoprune.structured.shape import decoder_shape
 from evoprune.structured.tpe import open_study
@@ -124,8 +123,8 @@ def depth_rows(loaded, dense: dict, calib: CalibSpec, windows: torch.Tensor, eva
     perplexity on wikitext2 validation windows (`prune --structure mlp,heads --depth auto`)."""
     shape = decoder_shape(loaded.model.config)
     start = time.perf_counter()
-    scores, _ = unit_scores(loaded, shape, "wanda", calib, windows)
-    scores = {**scores, "blocks": calibrate(loaded.model, windows).block_influence}
+    scores, calibration = unit_scores(loaded, shape, "wanda", calib, windows)  # wanda's pass holds the influence
+    scores = {**scores, "blocks": calibration.block_influence}
     score_seconds = time.perf_counter() - start
     rows = []
     for ratio in args.ratios:

@@ -107,14 +107,17 @@ def _weight_method(metric: str, seqlen: int):
 
 
 def _summed(loaded: LoadedModel, shape: DecoderShape, metric: str, calib: CalibSpec,
-            windows: torch.Tensor) -> UnitScores:
+            windows: torch.Tensor) -> tuple[UnitScores, Calibration | None]:
+    """Per-weight scores summed over units, and the calibration pass when one was needed (a W/X metric), so that
+    a caller needing it too (block influence for `--depth`) does not run it again."""
     method = _weight_method(metric, calib.seqlen)
     leaves_needed = set(method.leaves)
+    calibration = None
     if leaves_needed <= {"W"}:
         stats = None
     elif leaves_needed <= {"W", "X"}:
-        moments = calibrate(loaded.model, windows).moments
-        stats = {key: {"X": m.rms().unsqueeze(0)} for key, m in moments.items()}
+        calibration = calibrate(loaded.model, windows)
+        stats = {key: {"X": m.rms().unsqueeze(0)} for key, m in calibration.moments.items()}
     else:  # G or Hinv: the project's cached dense statistics hold them with their contract definitions
         from evoprune.stats.cache import cached_dense_stats
 
@@ -127,7 +130,7 @@ def _summed(loaded: LoadedModel, shape: DecoderShape, metric: str, calib: CalibS
         extra = {} if stats is None else {k: v.to(w.device).float() for k, v in stats[f"{i}.{name}"].items()}
         return method.scorer({"W": w, **extra})
 
-    return summed_scores(loaded.model, shape, weight_score)
+    return summed_scores(loaded.model, shape, weight_score), calibration
 
 
 def unit_scores(loaded: LoadedModel, shape: DecoderShape, metric: str, calib: CalibSpec,
@@ -139,7 +142,7 @@ def unit_scores(loaded: LoadedModel, shape: DecoderShape, metric: str, calib: Ca
     if metric == "taylor":
         taylor = taylor_scores(loaded.model, windows)
         return summed_scores(loaded.model, shape, lambda i, name, _lin: taylor[f"{i}.{name}"]), None
-    return _summed(loaded, shape, metric, calib, windows), None
+    return _summed(loaded, shape, metric, calib, windows)
 
 
 def prune_structured(loaded: LoadedModel, spec: StructuredSpec, calib: CalibSpec,
