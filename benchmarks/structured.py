@@ -50,11 +50,14 @@ METHODS = [
     ("ShortGPT", "shortgpt", "blocks", "uniform"),
     ("Wanda-group, per-layer widths", "wanda", "mlp,heads", "per-layer"),
     ("Wanda-group, MLP only", "wanda", "mlp", "uniform"),  # every head kept: what the depth search ends up doing
+    ("RIA-group, MLP only", "ria", "mlp", "uniform"),  # the strongest hand-made seed of the evolved row's search
 ]
 RATIOS = (0.1, 0.2, 0.3)
 TPE_LABEL = "AdaPruner-style TPE"
 TPE_CONFIG = Path(__file__).resolve().parents[1] / "search_spaces" / "adapruner.yaml"
 DEPTH_LABEL = "evoprune depth+width (depth on validation)"
+EVOLVED_LABEL = "evoprune evolved metric (GP on validation)"
+EVOLVED_CONFIG = Path(__file__).resolve().parents[1] / "search_spaces" / "structured.yaml"
 TPE_TRIALS = 12  # CPU budget: ~10 s a trial on 2 threads (Taylor's gradient pass over 8 × 128 tokens dominates)
 
 
@@ -76,6 +79,10 @@ def main() -> None:
     parser.add_argument("--results", type=Path, default=RESULTS, help="where structured.md/.json go")
     parser.add_argument("--report-only", action="store_true", help="rewrite structured.md from structured.json")
     parser.add_argument("--depth-structure", default="mlp,heads", help="the width units of the depth+width row")
+    parser.add_argument("--search-out", type=Path, default=None,
+                        help="run directory of the evolved row's search (default: a temporary one)")
+    parser.add_argument("--search-set", action="append", default=[],
+                        help="KEY=VALUE override of search_spaces/structured.yaml (smoke runs)")
     args = parser.parse_args()
     if args.report_only:
         saved = json.loads((args.results / "structured.json").read_text())
@@ -113,6 +120,8 @@ def main() -> None:
         rows += depth_rows(loaded, dense, calib, windows, eval_ids, lat_ids, args)
     if not args.only or TPE_LABEL in args.only:
         rows += tpe_rows(loaded, dense, eval_ids, lat_ids, args)
+    if not args.only or EVOLVED_LABEL in args.only:
+        rows += evolved_rows(loaded, dense, calib, windows, eval_ids, lat_ids, args)
     dense["latency_end_s"] = forward_latency(loaded.model, lat_ids, args.latency_repeats)  # drift check
     write(dense, rows, protocol_record(loaded, calib, evaluation), args)
 
@@ -180,6 +189,53 @@ def tpe_rows(loaded, dense: dict, eval_ids: torch.Tensor, lat_ids: torch.Tensor,
     return rows
 
 
+def evolved_rows(loaded, dense: dict, calib: CalibSpec, windows: torch.Tensor, eval_ids: torch.Tensor,
+                 lat_ids: torch.Tensor, args: argparse.Namespace) -> list:
+    """`evoprune search --config search_spaces/structured.yaml` (a GP over per-weight formulas summed per MLP
+    channel, fitness = validation perplexity at the preset's ratio), then its best formula applied unchanged at
+    every ratio like the other rows (`prune --structure mlp --metric FORMULA`)."""
+    import tempfile
+
+    from evoprune.jobs.search import search_job
+    from evoprune.search.config import load_config, parse_overrides, with_overrides
+
+    overrides = parse_overrides(["rescore_top=0", "evaluation.device=cpu", "evaluation.dtype=float32",
+                                 *args.search_set])
+    config = with_overrides(load_config(EVOLVED_CONFIG), overrides)
+    assert config.structured is not None and (config.evaluation.nsamples, config.evaluation.seqlen,
+                                              config.evaluation.seed) == (calib.nsamples, calib.seqlen, calib.seed)
+    with tempfile.TemporaryDirectory() as tmp:
+        out = args.search_out or Path(tmp) / "run"
+        start = time.perf_counter()
+        payload = search_job(config, out, force=args.search_out is None)
+        search_seconds = time.perf_counter() - start
+    best = payload["best"][0]
+    structure, widths = config.structured.structure, config.structured.widths
+    print(f"{EVOLVED_LABEL}: {best['text']} (validation perplexity {best['fitness']:.2f} at ratio "
+          f"{config.structured.ratio}; {payload['cache']['evaluations']} evaluated in {search_seconds:.0f} s)",
+          flush=True)
+    shape = decoder_shape(loaded.model.config)
+    scores, _ = unit_scores(loaded, shape, best["formula"], calib, windows)
+    rows = []
+    for ratio in args.ratios:
+        model = copy.deepcopy(loaded.model)
+        selection = shrink_with_scores(model, StructuredSpec(structure, ratio, best["formula"], widths), scores, None)
+        row = {"method": EVOLVED_LABEL, "metric": best["formula"], "structure": structure, "widths": widths,
+               "ratio": ratio, "score_seconds": search_seconds, "uniform": selection.uniform(),
+               "evolved": {"formula": best["formula"], "text": best["text"], "search_ratio": config.structured.ratio,
+                           "validation_perplexity": best["fitness"], "population": config.population,
+                           "seeded": config.seed_baselines,
+                           "generations": config.generations, "evaluated": payload["cache"]["evaluations"],
+                           "candidates": payload["cache"]["candidates"], "seconds": search_seconds},
+               **measure(model, eval_ids, lat_ids, args.latency_repeats)}
+        row["removed_decoder"] = dense["params"]["decoder"] - row["params"]["decoder"]
+        rows.append(row)
+        print(f"{EVOLVED_LABEL:<32} {ratio:.1f} ppl {row['perplexity']:9.2f} decoder {row['params']['decoder']:,}",
+              flush=True)
+        del model
+    return rows
+
+
 def write(dense: dict, rows: list[dict], protocol: dict, args: argparse.Namespace) -> None:
     results = args.results
     results.mkdir(parents=True, exist_ok=True)
@@ -207,6 +263,7 @@ def write(dense: dict, rows: list[dict], protocol: dict, args: argparse.Namespac
     lines += goal_lines(rows)
     lines += depth_notes([r for r in rows if "depth_search" in r])
     lines += tpe_notes([r for r in rows if "tune" in r])
+    lines += evolved_notes([r for r in rows if "evolved" in r])
     (results / "structured.md").write_text("\n".join(lines) + "\n")
 
 
@@ -218,7 +275,8 @@ def goal_lines(rows: list[dict]) -> list[str]:
     for ratio in sorted({r["ratio"] for r in rows}):
         at = [r for r in rows if r["ratio"] == ratio]
         base = min((r for r in at if r["method"] in BASELINES), key=lambda r: r["perplexity"], default=None)
-        ours = min((r for r in at if r["method"] in (DEPTH_LABEL, TPE_LABEL)), key=lambda r: r["perplexity"],
+        ours = min((r for r in at if r["method"] in (DEPTH_LABEL, TPE_LABEL, EVOLVED_LABEL)),
+                   key=lambda r: r["perplexity"],
                    default=None)
         if base is None or ours is None:
             continue
@@ -264,6 +322,22 @@ def tpe_notes(rows: list[dict]) -> list[str]:
         lines.append(f"- {r['ratio']:.1f}: objective {r['tune']['best_objective']:.2f}; weights {weights}; "
                      f"windows {r['tune']['windows']}; {r['score_seconds']:.0f} s")
     return lines
+
+
+
+def evolved_notes(rows: list[dict]) -> list[str]:
+    if not rows:
+        return []
+    e = rows[0]["evolved"]
+    return ["", f"{EVOLVED_LABEL}: `evoprune search --config search_spaces/structured.yaml` — a GP "
+            f"(population {e['population']}, {e['generations']} generations, {e['evaluated']} of {e['candidates']} "
+            f"candidates evaluated, {e['seconds']:.0f} s) over per-weight formulas in W and X, each summed over "
+            "every MLP channel (gate and up rows, down column); a candidate's fitness is the perplexity of the "
+            f"model shrunk at ratio {e['search_ratio']} with equal widths, on 8 × 256 wikitext2 validation tokens "
+            "(never the test split)"
+            + ("; generation 0 holds the built-in scores W and X can write (magnitude, Wanda, RIA)" if e.get("seeded")
+               else "") + ". Its best, applied unchanged at every ratio with the other rows' calibration: "
+            f"`{e['formula']}` ({e['text']}; validation perplexity {e['validation_perplexity']:.2f})."]
 
 
 if __name__ == "__main__":

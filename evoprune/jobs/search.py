@@ -36,7 +36,7 @@ def search_job(config: SearchConfig, out: Path, force: bool = False, resume: boo
                workers: int | None = None, address: str | None = None,
                on_generation: Callable[[dict, dict], None] | None = None) -> dict:
     """Run (or resume) a search; `on_generation(stats, cache)` after every generation (the CLI's dashboard)."""
-    from evoprune.distributed import open_pool
+    from evoprune.distributed import build_evaluator, open_pool
 
     check_search_inputs(config.evaluation)  # data, model, sizes: refused before `out` is touched
     staged = None
@@ -45,7 +45,8 @@ def search_job(config: SearchConfig, out: Path, force: bool = False, resume: boo
         run_dir.write_config(staged.path, config.to_dict())
     with ExitStack() as stack:
         try:
-            pool = stack.enter_context(open_pool(config.evaluation, workers=workers, address=address))
+            spec, factory = evaluator_of(config)
+            pool = stack.enter_context(open_pool(spec, evaluator_factory=factory, workers=workers, address=address))
         except BaseException:  # the model or data failed to load: the old directory (if any) stays as it was
             if staged is not None:
                 staged.discard()
@@ -55,17 +56,19 @@ def search_job(config: SearchConfig, out: Path, force: bool = False, resume: boo
         state = run_search(config, out, pool.map, resume=resume, on_generation=on_generation)
         evaluator = getattr(pool, "evaluator", None)
         if evaluator is None and (config.rescore_top > 0 or config.reselect_top > 0):
-            evaluator = Evaluator(config.evaluation)  # Ray pool: the driver needs its own model to re-score
+            evaluator = build_evaluator(factory, spec)  # Ray pool: the driver needs its own model to re-score
         second = reselect(evaluator, state, config.reselect_top)
         perplexity, recipes = None, None
         if config.rescore_top > 0:
             sparsity, pattern = settings_of(config.evaluation)[0]  # the table's setting: the first one scored
             perplexity = _announced(rescorer(evaluator, config.rescore_mode, sparsity, pattern))
             recipes = hand_made_recipes(config.refine_choices, config.update_choices, config.allocation_tree)
+            if config.structured is not None:  # its rows: the built-in scores summed over units, at its ratio
+                recipes = {}
             if config.rescore_mode == "dense":  # SparseGPT chooses its own mask: only the pruning job runs it
                 recipes.pop("sparsegpt", None)
         protocol = evaluator.protocol() if evaluator is not None else {}
-        if perplexity is not None:
+        if perplexity is not None and config.structured is None:
             protocol = {**protocol, "rescore_mode": config.rescore_mode,
                         "rescore_setting": {"sparsity": sparsity, "pattern": str(pattern)}}
         if second:
@@ -73,6 +76,17 @@ def search_job(config: SearchConfig, out: Path, force: bool = False, resume: boo
                                                  "fitness_samples": config.evaluation.fitness_samples}}
         return finish_run(out, state, config.rescore_top, config.evaluation.leaves, protocol, perplexity, recipes,
                           config.baselines, second)
+
+
+def evaluator_of(config: SearchConfig) -> tuple[object, str]:
+    """(spec, factory) of the evaluators a search runs: the unstructured `Evaluator`, or the structured one."""
+    from evoprune.distributed import DEFAULT_FACTORY
+    from evoprune.fitness.structured_evaluator import FACTORY
+    from evoprune.fitness.structured_spec import StructuredSearchSpec
+
+    if config.structured is None:
+        return config.evaluation, DEFAULT_FACTORY
+    return StructuredSearchSpec(config.evaluation, config.structured), FACTORY
 
 
 def reselect(evaluator: Evaluator | None, state: dict, top: int) -> dict[str, float]:

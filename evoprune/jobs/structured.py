@@ -4,7 +4,7 @@ save it, and report parameters, CPU forward latency (dense and shrunk, same run)
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
@@ -14,74 +14,20 @@ from evoprune.data.tokens import CalibSpec
 from evoprune.errors import EvopruneError
 from evoprune.model.loading import LoadedModel, model_path
 from evoprune.paths import claim_output_dir
-from evoprune.structured.allocate import UnitScores, allocate
-from evoprune.structured.budget import (
-    WIDTHS,
-    Budget,
-    check_reachable,
-    depth_counts,
-    make_budget,
-    max_depth,
-    uniform_counts,
-)
+from evoprune.structured.allocate import UnitScores
+from evoprune.structured.budget import max_depth
 from evoprune.structured.calibration import Calibration, calibrate
 from evoprune.structured.measure import count_params, forward_latency, generation_latency
 from evoprune.structured.save import reload_max_abs_diff, save_shrunk, write_report
 from evoprune.structured.scores import flap_scores, shortgpt_scores, summed_scores
 from evoprune.structured.selection import Selection
-from evoprune.structured.shape import DecoderShape, decoder_shape, parse_structures
-from evoprune.structured.shrink import shrink_model
+from evoprune.structured.shape import DecoderShape
+from evoprune.structured.spec import StructuredSpec, shrink_with_scores
 from evoprune.structured.taylor import taylor_scores
 
 STRUCTURED_ONLY = ("taylor", "flap", "shortgpt")  # besides these, any per-weight metric is summed over units
 LATENCY_TOKENS = 512
 GENERATION_PROMPT, GENERATION_TOKENS = 64, 16
-
-
-@dataclass(frozen=True)
-class StructuredSpec:
-    structure: str = "mlp,heads"
-    ratio: float = 0.2  # of the decoder's parameters
-    metric: str = "wanda"
-    widths: str = "uniform"
-    tolerance: float = 0.005  # allowed overshoot, as a fraction of the decoder's parameters
-    # Whole blocks (least influential, ShortGPT's score) removed beside the widths; None: chosen by perplexity on
-    # validation windows among 0 .. the most that leaves the widths a share (`choose_depth`).
-    depth: int | None = 0
-
-    def check(self, config) -> tuple[DecoderShape, Budget]:
-        """Everything that can fail from the config alone: runs before the model loads."""
-        structures = parse_structures(self.structure)
-        if self.widths not in WIDTHS:
-            raise EvopruneError(f"unknown --widths {self.widths!r} (use {', '.join(WIDTHS)})")
-        if self.metric == "shortgpt" and structures != ("blocks",):
-            raise EvopruneError("--metric shortgpt scores whole blocks: use --structure blocks")
-        if self.metric == "flap" and "blocks" in structures:
-            raise EvopruneError("--metric flap scores heads and channels, not blocks")
-        shape = decoder_shape(config)
-        if self.widths == "per-layer" and config.model_type != "llama":
-            raise EvopruneError("--widths per-layer writes a LLaMA modeling file; use uniform for "
-                                f"{config.model_type!r} models")
-        budget = make_budget(shape, self.ratio, self.tolerance)
-        if self.depth != 0:
-            if self.widths != "uniform":
-                raise EvopruneError("--depth goes with --widths uniform")
-            if self.metric == "flap":
-                raise EvopruneError("--depth with --metric flap is not supported (FLAP allocates its own widths)")
-            if "blocks" in structures:
-                raise EvopruneError("--depth removes whole blocks beside the width units: leave blocks out of "
-                                    "--structure")
-            for depth in [self.depth] if self.depth is not None else range(max_depth(shape, budget) + 1):
-                if depth:
-                    depth_counts(shape, structures, budget, depth)
-                else:
-                    uniform_counts(shape, structures, budget)
-            return shape, budget
-        if self.widths == "uniform" or structures == ("blocks",):
-            uniform_counts(shape, structures, budget)
-        else:
-            check_reachable(shape, structures, budget)
-        return shape, budget
 
 
 def check_structured(model: str, spec: StructuredSpec, seqlen: int) -> None:
@@ -195,22 +141,6 @@ def choose_depth(loaded: LoadedModel, spec: StructuredSpec, scores: UnitScores, 
         del model
     best = min(tried, key=lambda d: (tried[d], d))
     return best, tried
-
-
-def shrink_with_scores(model: torch.nn.Module, spec: StructuredSpec, scores: UnitScores,
-                       calibration: Calibration | None) -> Selection:
-    """Allocate and shrink with scores computed once (scores do not depend on the ratio: a benchmark reuses them
-    on fresh copies of the dense model)."""
-    shape, budget = spec.check(model.config)
-    if spec.depth is None:
-        raise EvopruneError("depth 'auto' must be resolved first (choose_depth)")
-    selection = allocate(shape, parse_structures(spec.structure), scores, budget, spec.widths, spec.depth)
-    means = None
-    if spec.metric == "flap":
-        means = {i: {"o_proj": calibration.moments[f"{i}.self_attn.o_proj"].mean(),
-                     "down_proj": calibration.moments[f"{i}.mlp.down_proj"].mean()} for i in range(shape.layers)}
-    shrink_model(model, shape, selection, means)
-    return selection
 
 
 def latency_ids(loaded: LoadedModel) -> torch.Tensor:

@@ -10,6 +10,7 @@ import yaml
 
 from evoprune.errors import EvopruneError
 from evoprune.fitness.spec import EvalSpec
+from evoprune.fitness.structured_spec import StructuredFitness
 from evoprune.search.value_types import check_value
 
 # The keys that define a run: a resume pins them to the checkpoint's values. `generations` (extend a run),
@@ -17,7 +18,7 @@ from evoprune.search.value_types import check_value
 RUN_DEFINING = ("leaves", "operators", "powers", "constants", "population", "seed", "init_min_height",
                 "init_max_height", "max_height", "max_size", "cx_prob", "mut_prob", "tournament", "elitism",
                 "seed_baselines", "evaluation", "selection", "allocation_tree", "allocation_delta", "allocation_leaves",
-                "allocation_operators", "allocation_max_size", "refine_choices", "update_choices")
+                "allocation_operators", "allocation_max_size", "refine_choices", "update_choices", "structured")
 SELECTIONS = ("tournament", "nsga2")
 # Operators an allocation tree may use over the per-layer vectors (rownorm/colnorm need a matrix; pow: `powers`).
 VECTOR_OPERATORS = ("add", "sub", "mul", "div", "neg", "abs", "sqr", "sqrt", "log", "exp", "tanh", "mms", "zscore")
@@ -59,6 +60,8 @@ class SearchConfig:
     refine_choices: tuple[str, ...] = ("none",)  # categorical gene: drawn from these (none, swaps[:...])
     update_choices: tuple[str, ...] = ("none",)  # categorical gene: none, obs[:...]
     evaluation: EvalSpec = field(default_factory=EvalSpec)
+    # Set: a structured search (formulas summed over units, fitness the shrunk model's validation perplexity)
+    structured: StructuredFitness | None = None
 
     def __post_init__(self) -> None:
         from evoprune.formula import OPERATORS
@@ -80,6 +83,21 @@ class SearchConfig:
         if not (0 <= self.cx_prob <= 1 and 0 <= self.mut_prob <= 1):
             raise EvopruneError("cx_prob and mut_prob must be in [0, 1]")
         self._check_recipe_genes()
+        if self.structured is not None:
+            self._check_structured()
+
+    def _check_structured(self) -> None:
+        """A structured candidate is a bare formula over W and X, judged by one fitness: its own."""
+        if self.recipe_genome:
+            raise EvopruneError("a structured search evolves bare formulas: use selection tournament, "
+                                "allocation_tree false and refine/update choices [none]")
+        if not set(self.evaluation.leaves) <= {"W", "X"}:
+            raise EvopruneError(f"a structured search scores over W and X only; evaluation.leaves is "
+                                f"{list(self.evaluation.leaves)}")
+        if self.reselect_top:
+            raise EvopruneError("reselect_top must be 0 in a structured search (its fitness is already the model's)")
+        if self.rescore_mode != "dense":
+            raise EvopruneError("a structured search re-scores its best by shrinking the model: rescore_mode dense")
 
     def _check_recipe_genes(self) -> None:
         from evoprune.formula.descriptors import DESCRIPTORS
@@ -134,15 +152,20 @@ def _typed(cls, raw: dict, section: str) -> dict:
         if key not in known:
             raise EvopruneError(f"unknown {section} key {key!r} (known: {', '.join(sorted(known))})")
     return {key: check_value(f"{section} key {key!r}", value, known[key]) for key, value in raw.items()
-            if key != "evaluation"}
+            if key not in ("evaluation", "structured")}
 
 
 def config_from_dict(raw: dict) -> SearchConfig:
     evaluation = raw.get("evaluation") or {}
     if not isinstance(evaluation, dict):
         raise EvopruneError("search config key 'evaluation' must be a mapping")
+    structured = raw.get("structured")
+    if structured is not None and not isinstance(structured, dict):
+        raise EvopruneError("search config key 'structured' must be a mapping")
     return SearchConfig(**_typed(SearchConfig, raw, "search config"),
-                        evaluation=EvalSpec.from_dict(_typed(EvalSpec, evaluation, "evaluation")))
+                        evaluation=EvalSpec.from_dict(_typed(EvalSpec, evaluation, "evaluation")),
+                        structured=None if structured is None
+                        else StructuredFitness(**_typed(StructuredFitness, structured, "structured")))
 
 
 def load_config(path: str | Path) -> SearchConfig:

@@ -1,0 +1,134 @@
+"""The structured evaluator: scores a formula (a candidate string over the leaves W and X) by the model it shrinks.
+
+The formula's per-weight scores are summed over every unit (`summed_scores`, the same as `prune --structure
+--metric FORMULA`), widths are allocated under the exact parameter budget, a copy of the dense model is shrunk, and
+the fitness is its perplexity on validation windows. Calibration is the search's `evaluation` section (the same
+windows `prune` draws), so the search's best formula applied by `prune --structure` gives the model it was scored
+on. Same interface as the unstructured `Evaluator` (`evaluate`, `perplexity`, `protocol`), so the in-process pool
+and the Ray actors run it unchanged (the factory path is the only difference).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import math
+import time
+from dataclasses import asdict
+
+import torch
+
+from evoprune.data.perplexity import perplexity as window_perplexity
+from evoprune.data.protocol import PerplexitySpec, calib_windows, evaluation_windows, protocol_record
+from evoprune.data.tokens import CalibSpec
+from evoprune.errors import EvopruneError
+from evoprune.fitness.candidate import compile_score, parse_candidate
+from evoprune.fitness.layer_fitness import checked_scores
+from evoprune.fitness.result import EvalResult
+from evoprune.fitness.structured_spec import StructuredSearchSpec
+from evoprune.model.loading import load_model
+from evoprune.structured.allocate import UnitScores
+from evoprune.structured.calibration import calibrate
+from evoprune.structured.scores import summed_scores
+from evoprune.structured.selection import Selection
+from evoprune.structured.spec import StructuredSpec, shrink_with_scores
+
+FACTORY = "evoprune.fitness.structured_evaluator:StructuredEvaluator"
+
+
+def selection_hash(selection: Selection) -> str:
+    """Equal hashes, equal shrunk models: every block's kept heads and channels, and the blocks kept."""
+    digest = hashlib.blake2b(str(selection.kept_blocks()).encode(), digest_size=16)
+    for layer in selection.layers:
+        for kept in (layer.q_heads, layer.kv_heads, layer.mlp):
+            digest.update(kept.cpu().numpy().astype("int32").tobytes())
+            digest.update(b"|")
+    return digest.hexdigest()
+
+
+class StructuredEvaluator:
+    """The dense model, its channel statistics and the objective windows; `evaluate(formula)` is one candidate."""
+
+    def __init__(self, spec: StructuredSearchSpec) -> None:
+        ev, fit = spec.evaluation, spec.structured
+        unknown = set(ev.leaves) - {"W", "X"}
+        if unknown:
+            raise EvopruneError(f"a structured search scores over W and X only; drop {sorted(unknown)} from "
+                                "evaluation.leaves")
+        self.spec, self.fit = ev, fit
+        self.loaded = load_model(ev.model, ev.device, ev.dtype)
+        self.structured = StructuredSpec(fit.structure, fit.ratio, "formula", fit.widths, depth=0)
+        self.shape, _ = self.structured.check(self.loaded.model.config)  # a budget no width meets: refused here
+        self.calib = CalibSpec(ev.calib, ev.nsamples, ev.seqlen, ev.seed)
+        moments = calibrate(self.loaded.model, calib_windows(self.loaded, self.calib)).moments
+        self.x = {key: m.rms().unsqueeze(0) for key, m in moments.items()}
+        device = next(self.loaded.model.parameters()).device
+        self.objective = self._objective_windows().to(device)
+        self.selection_cache: dict[str, float] = {}
+        self.perplexity_cache: dict[str, float] = {}
+        self._eval_windows: torch.Tensor | None = None
+
+    def _objective_windows(self) -> torch.Tensor:
+        from evoprune.data.text import load_text
+        from evoprune.data.tokens import tokenize
+        from evoprune.structured.pool import split_validation
+
+        ids = tokenize(self.loaded.tokenizer, load_text(self.spec.calib, "calib"))
+        return split_validation(ids, self.fit.objective_seqlen, 0, self.fit.objective_windows,
+                                self.fit.objective_seed)[1]
+
+    def unit_scores(self, candidate: str) -> UnitScores:
+        recipe = parse_candidate(candidate)
+        if not recipe.plain:
+            raise EvopruneError("a structured search scores bare formulas (no allocation, refinement or update)")
+        scorer = compile_score(recipe.score, self.spec.seqlen)
+
+        def weight_score(i: int, name: str, lin: torch.nn.Linear) -> torch.Tensor:
+            w = lin.weight.detach().float()  # constant or non-finite scores rank nothing: a failed candidate
+            return checked_scores(scorer, {"W": w, "X": self.x[f"{i}.{name}"].to(w.device)}, f"{i}.{name}")
+
+        return summed_scores(self.loaded.model, self.shape, weight_score)
+
+    def shrunk(self, candidate: str) -> tuple[torch.nn.Module, Selection]:
+        """A copy of the dense model shrunk by the candidate's unit scores (the dense model stays as it is)."""
+        scores = self.unit_scores(candidate)
+        model = copy.deepcopy(self.loaded.model)
+        return model, shrink_with_scores(model, self.structured, scores, None)
+
+    def evaluate(self, candidate: str) -> dict:
+        """Validation perplexity of the shrunk model; a formula that fails gives fitness inf, never an exception."""
+        start = time.perf_counter()
+        result = EvalResult(candidate)
+        try:
+            model, selection = self.shrunk(candidate)
+            key = selection_hash(selection)
+            result.mask_hash, result.cached = key, key in self.selection_cache
+            if not result.cached:
+                self.selection_cache[key] = window_perplexity(model, self.objective)
+            del model
+            result.fitness = self.selection_cache[key]
+            if not math.isfinite(result.fitness):
+                result.fitness, result.reason = math.inf, "non-finite validation perplexity"
+        except Exception as exc:  # noqa: BLE001 -- any failure is the candidate's (compile, scores, allocation)
+            result.reason = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
+        result.seconds = time.perf_counter() - start
+        return result.to_dict()
+
+    def perplexity(self, candidate: str, sparsity: float | None = None, pattern: str | None = None) -> float:
+        """Perplexity on the evaluation split of the model shrunk by `candidate` (the final table's number;
+        `sparsity` and `pattern` are the unstructured rescorer's arguments and do not apply)."""
+        del sparsity, pattern
+        model, selection = self.shrunk(candidate)
+        key = selection_hash(selection)
+        if key not in self.perplexity_cache:
+            if self._eval_windows is None:
+                spec = PerplexitySpec(self.spec.eval_data, self.spec.eval_seqlen, self.spec.eval_max_tokens)
+                self._eval_windows = evaluation_windows(self.loaded, spec)
+            self.perplexity_cache[key] = window_perplexity(model, self._eval_windows)
+        return self.perplexity_cache[key]
+
+    def protocol(self) -> dict:
+        return {**protocol_record(self.loaded, self.calib, None), "fitness": "structured",
+                "structured": asdict(self.fit),
+                "objective": {"split": "calib (validation)", "windows": self.fit.objective_windows,
+                              "seqlen": self.fit.objective_seqlen, "seed": self.fit.objective_seed}}

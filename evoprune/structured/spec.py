@@ -1,0 +1,86 @@
+"""StructuredSpec (what `prune --structure` is asked for, checked against a model config before it loads) and
+`shrink_with_scores` (allocate widths from unit scores under the exact budget and shrink a model in place)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from evoprune.errors import EvopruneError
+from evoprune.structured.allocate import UnitScores, allocate
+from evoprune.structured.budget import (
+    WIDTHS,
+    Budget,
+    check_reachable,
+    depth_counts,
+    make_budget,
+    max_depth,
+    uniform_counts,
+)
+from evoprune.structured.calibration import Calibration
+from evoprune.structured.selection import Selection
+from evoprune.structured.shape import DecoderShape, decoder_shape, parse_structures
+from evoprune.structured.shrink import shrink_model
+
+
+@dataclass(frozen=True)
+class StructuredSpec:
+    structure: str = "mlp,heads"
+    ratio: float = 0.2  # of the decoder's parameters
+    metric: str = "wanda"
+    widths: str = "uniform"
+    tolerance: float = 0.005  # allowed overshoot, as a fraction of the decoder's parameters
+    # Whole blocks (least influential, ShortGPT's score) removed beside the widths; None: chosen by perplexity on
+    # validation windows among 0 .. the most that leaves the widths a share (`choose_depth`).
+    depth: int | None = 0
+
+    def check(self, config) -> tuple[DecoderShape, Budget]:
+        """Everything that can fail from the config alone: runs before the model loads."""
+        structures = parse_structures(self.structure)
+        if self.widths not in WIDTHS:
+            raise EvopruneError(f"unknown --widths {self.widths!r} (use {', '.join(WIDTHS)})")
+        if self.metric == "shortgpt" and structures != ("blocks",):
+            raise EvopruneError("--metric shortgpt scores whole blocks: use --structure blocks")
+        if self.metric == "flap" and "blocks" in structures:
+            raise EvopruneError("--metric flap scores heads and channels, not blocks")
+        shape = decoder_shape(config)
+        if self.widths == "per-layer" and config.model_type != "llama":
+            raise EvopruneError("--widths per-layer writes a LLaMA modeling file; use uniform for "
+                                f"{config.model_type!r} models")
+        budget = make_budget(shape, self.ratio, self.tolerance)
+        if self.depth != 0:
+            if self.widths != "uniform":
+                raise EvopruneError("--depth goes with --widths uniform")
+            if self.metric == "flap":
+                raise EvopruneError("--depth with --metric flap is not supported (FLAP allocates its own widths)")
+            if "blocks" in structures:
+                raise EvopruneError("--depth removes whole blocks beside the width units: leave blocks out of "
+                                    "--structure")
+            for depth in [self.depth] if self.depth is not None else range(max_depth(shape, budget) + 1):
+                if depth:
+                    depth_counts(shape, structures, budget, depth)
+                else:
+                    uniform_counts(shape, structures, budget)
+            return shape, budget
+        if self.widths == "uniform" or structures == ("blocks",):
+            uniform_counts(shape, structures, budget)
+        else:
+            check_reachable(shape, structures, budget)
+        return shape, budget
+
+
+def shrink_with_scores(model: torch.nn.Module, spec: StructuredSpec, scores: UnitScores,
+                       calibration: Calibration | None) -> Selection:
+    """Allocate and shrink with scores computed once (scores do not depend on the ratio: a benchmark reuses them
+    on fresh copies of the dense model)."""
+    shape, budget = spec.check(model.config)
+    if spec.depth is None:
+        raise EvopruneError("depth 'auto' must be resolved first (choose_depth)")
+    selection = allocate(shape, parse_structures(spec.structure), scores, budget, spec.widths, spec.depth)
+    means = None
+    if spec.metric == "flap":
+        means = {i: {"o_proj": calibration.moments[f"{i}.self_attn.o_proj"].mean(),
+                     "down_proj": calibration.moments[f"{i}.mlp.down_proj"].mean()} for i in range(shape.layers)}
+    shrink_model(model, shape, selection, means)
+    return selection
