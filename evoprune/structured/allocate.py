@@ -1,7 +1,9 @@
 """Choose the units to remove from their scores: uniform widths, or per-layer widths by a global ranking.
 
 Per-layer widths follow FLAP: each kind's scores are standardised over the whole model ((s − mean) / std), so
-heads and channels compare on one scale, then units go lowest first until the parameter budget is met.
+heads and channels compare on one scale, then units go lowest first until the parameter budget is met. Residual
+subsets are two kinds (attention and MLP sublayers' channels), each standardised on its own, so the split between
+them comes from the ranking, not from their costs; every sublayer keeps at least one channel.
 Ties follow the project rule: a stable ascending sort, so among equal scores the lower index goes first.
 """
 
@@ -12,9 +14,10 @@ import torch
 from evoprune.errors import EvopruneError
 from evoprune.structured.budget import Budget, check_reachable, depth_counts, uniform_counts
 from evoprune.structured.selection import LayerKeep, Selection, full_selection
-from evoprune.structured.shape import DecoderShape
+from evoprune.structured.shape import RESIDUAL_KINDS, DecoderShape, unit_kinds
 
-UnitScores = dict[str, torch.Tensor]  # mlp [L, I], heads [L, Q], groups [L, KV], blocks [L]; higher = keep
+# mlp [L, I], heads [L, Q], groups [L, KV], blocks [L], resid_attn and resid_mlp [L, hidden]; higher = keep
+UnitScores = dict[str, torch.Tensor]
 
 
 def allocate(shape: DecoderShape, structures: tuple[str, ...], scores: UnitScores, budget: Budget,
@@ -63,7 +66,11 @@ def _layer_keep(shape: DecoderShape, scores: UnitScores, layer: int, counts: dic
         kv_keep = _keep_all_but(shape.kv_heads, kv_drop)
         q_drop = (kv_drop.unsqueeze(1) * shape.n_rep + torch.arange(shape.n_rep)).flatten()
     mlp_drop = _lowest(scores["mlp"][layer], counts["mlp"]) if counts.get("mlp") else q_drop[:0]
-    return LayerKeep(_keep_all_but(shape.q_heads, q_drop), kv_keep, _keep_all_but(shape.intermediate, mlp_drop))
+    keep = LayerKeep(_keep_all_but(shape.q_heads, q_drop), kv_keep, _keep_all_but(shape.intermediate, mlp_drop))
+    if "resid_attn" in counts:  # a residual selection sets both subsets in every block, even when full
+        keep.resid_attn = _keep_all_but(shape.hidden, _lowest(scores["resid_attn"][layer], counts["resid_attn"]))
+        keep.resid_mlp = _keep_all_but(shape.hidden, _lowest(scores["resid_mlp"][layer], counts["resid_mlp"]))
+    return keep
 
 
 def _drop_blocks(shape: DecoderShape, block_scores: torch.Tensor, n: int) -> Selection:
@@ -93,7 +100,8 @@ def _candidates(shape: DecoderShape, kind: str, scores: UnitScores) -> tuple[tor
 def _global(shape: DecoderShape, structures: tuple[str, ...], scores: UnitScores, budget: Budget) -> Selection:
     check_reachable(shape, structures, budget)
     z_all, entries = [], []
-    for kind in structures:
+    kinds = unit_kinds(structures)
+    for kind in kinds:
         values, units = _candidates(shape, kind, scores)
         std = values.std()
         z_all.append((values - values.mean()) / (std if std > 0 else 1.0))
@@ -114,14 +122,20 @@ def _global(shape: DecoderShape, structures: tuple[str, ...], scores: UnitScores
     if removed < budget.target:
         raise EvopruneError(f"no per-layer widths meet the budget within the tolerance (removed {removed:,} of "
                             f"{budget.target:,} parameters); raise --tolerance or change --ratio")
-    return Selection([_layer_from_taken(shape, taken, layer) for layer in range(shape.layers)])
+    residual = RESIDUAL_KINDS[0] in kinds
+    return Selection([_layer_from_taken(shape, taken, layer, residual) for layer in range(shape.layers)])
 
 
-def _layer_from_taken(shape: DecoderShape, taken: dict, layer: int) -> LayerKeep:
+def _layer_from_taken(shape: DecoderShape, taken: dict, layer: int, residual: bool) -> LayerKeep:
     q_drop = [torch.as_tensor(u).flatten() for u in taken.get(("heads", layer), [])]
     kv_drop = torch.tensor(taken.get(("groups", layer), []), dtype=torch.long)
     q_drop += [(kv_drop.unsqueeze(1) * shape.n_rep + torch.arange(shape.n_rep)).flatten()]
     mlp_drop = torch.tensor(taken.get(("mlp", layer), []), dtype=torch.long)
-    return LayerKeep(_keep_all_but(shape.q_heads, torch.cat(q_drop)), _keep_all_but(shape.kv_heads, kv_drop),
+    keep = LayerKeep(_keep_all_but(shape.q_heads, torch.cat(q_drop)), _keep_all_but(shape.kv_heads, kv_drop),
                      _keep_all_but(shape.intermediate, mlp_drop))
+    if residual:
+        keep.resid_attn, keep.resid_mlp = (
+            _keep_all_but(shape.hidden, torch.tensor(taken.get((kind, layer), []), dtype=torch.long))
+            for kind in RESIDUAL_KINDS)
+    return keep
 

@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass
 
 from evoprune.errors import EvopruneError
-from evoprune.structured.shape import DecoderShape
+from evoprune.structured.shape import DecoderShape, unit_kinds
 
 WIDTHS = ("uniform", "per-layer")
 
@@ -38,7 +38,7 @@ def max_removable(shape: DecoderShape, structures: tuple[str, ...]) -> int:
     """Every unit but one of each kind per layer (and one block): a layer never loses a whole structure."""
     if structures == ("blocks",):
         return (shape.layers - 1) * shape.block_params
-    return shape.layers * sum((shape.units(s) - 1) * shape.unit_cost(s) for s in structures)
+    return shape.layers * sum((shape.units(k) - 1) * shape.unit_cost(k) for k in unit_kinds(structures))
 
 
 def check_reachable(shape: DecoderShape, structures: tuple[str, ...], budget: Budget) -> None:
@@ -54,7 +54,7 @@ def uniform_counts(shape: DecoderShape, structures: tuple[str, ...], budget: Bud
 
     Attention goes by whole steps (a `heads` step is one query head per KV group, so groups stay equal); with
     mlp beside it, attention takes its proportional share rounded to a step (LLM-Pruner's equal ratio per
-    structure) and MLP channels fill the rest to the exact budget.
+    structure) and MLP channels fill the rest to the exact budget. Residual subsets: see `_residual_counts`.
     """
     check_reachable(shape, structures, budget)
     if structures == ("blocks",):
@@ -74,6 +74,8 @@ def depth_counts(shape: DecoderShape, structures: tuple[str, ...], budget: Budge
     The blocks take `depth` × a block's parameters; the kept blocks' equal widths meet the rest exactly."""
     if "blocks" in structures:
         raise EvopruneError("--depth removes whole blocks beside the width units: leave blocks out of --structure")
+    if "residual" in structures:
+        raise EvopruneError("--depth with --structure residual is not supported (use --depth 0)")
     if not 0 <= depth < shape.layers:
         raise EvopruneError(f"--depth must be in [0, {shape.layers - 1}], got {depth}")
     rest = budget.target - depth * shape.block_params
@@ -98,6 +100,8 @@ def max_depth(shape: DecoderShape, budget: Budget) -> int:
 
 
 def _layer_counts(shape: DecoderShape, structures: tuple[str, ...], per_layer: float) -> dict[str, int]:
+    if structures == ("residual",):
+        return _residual_counts(shape, per_layer)
     counts: dict[str, int] = {}
     left = per_layer
     for kind in (s for s in structures if s in ("heads", "groups")):
@@ -113,6 +117,17 @@ def _layer_counts(shape: DecoderShape, structures: tuple[str, ...], per_layer: f
     return counts
 
 
+def _residual_counts(shape: DecoderShape, per_layer: float) -> dict[str, int]:
+    """Residual channels removed from every attention and every MLP sublayer. Split in proportion to parameter
+    cost: both kinds give up the same share of their channels (LLM-Pruner's equal ratio per structure), the MLP
+    count rounded to a channel; the attention count, the finer step on LLaMA shapes (2·d·(q+kv) parameters a
+    channel against 3·intermediate), fills the rest to the exact budget."""
+    attn, mlp = shape.resid_attn_cost, shape.resid_mlp_cost
+    n_mlp = min(round(per_layer / (attn + mlp)), shape.hidden - 1)
+    n_attn = min(max(0, math.ceil((per_layer - n_mlp * mlp) / attn)), shape.hidden - 1)
+    return {"resid_attn": n_attn, "resid_mlp": n_mlp}
+
+
 def removed_params(shape: DecoderShape, counts: dict[str, int]) -> int:
     if "blocks" in counts:
         return counts["blocks"] * shape.block_params
@@ -121,13 +136,15 @@ def removed_params(shape: DecoderShape, counts: dict[str, int]) -> int:
 
 def _granularity_error(shape: DecoderShape, structures: tuple[str, ...], counts: dict[str, int],
                        budget: Budget) -> None:
-    kind = "blocks" if "blocks" in counts else next((s for s in structures if s in ("heads", "groups")), "mlp")
+    kind = "blocks" if "blocks" in counts else "resid_attn" if "resid_attn" in counts else next(
+        (s for s in structures if s in ("heads", "groups")), "mlp")
     step = shape.unit_cost(kind) * (1 if kind == "blocks" else shape.layers)
     total = shape.decoder_params
     lo = (budget.target // step) * step / total
     hi = lo + step / total
     why = " (GQA: every KV group keeps the same number of query heads)" if kind == "heads" else ""
-    hint = "raise --tolerance" if kind == "blocks" else "add mlp, or use --widths per-layer"
+    hint = ("raise --tolerance" if kind == "blocks" else "raise --tolerance, or use --widths per-layer"
+            if kind == "resid_attn" else "add mlp, or use --widths per-layer")
     raise EvopruneError(f"--ratio {budget.target / total:.4f} cannot be met with uniform {kind} steps of "
                         f"{step / total:.4f} of the decoder{why}; nearest reachable ratios are {lo:.4f} and "
                         f"{hi:.4f} (or {hint})")

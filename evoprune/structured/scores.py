@@ -2,7 +2,8 @@
 
 A unit's weights (LLaMA naming): an MLP channel c is gate_proj/up_proj row c and down_proj column c; query head h
 is q_proj rows h·d … h·d+d−1 and the same o_proj columns; a KV group adds k_proj and v_proj rows of its KV head to
-its query heads; a block is everything in it. Higher score = more important = kept.
+its query heads; a block is everything in it; a residual channel of a sublayer is in structured/residual.py.
+Higher score = more important = kept.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from evoprune.errors import EvopruneError
 from evoprune.model.layers import decoder_blocks
 from evoprune.structured.allocate import UnitScores
 from evoprune.structured.calibration import Calibration
+from evoprune.structured.residual import residual_channel_sums
 from evoprune.structured.shape import DecoderShape
 
 # per-weight scores of one block: (block index, Linear name inside the block, its module) -> [out, in]
@@ -44,20 +46,20 @@ def aggregate_block(shape: DecoderShape, s: dict[str, torch.Tensor]) -> dict[str
           + _head_sums(shape, s["self_attn.v_proj"].sum(1), shape.kv_heads))
     mlp = s["mlp.gate_proj"].sum(1) + s["mlp.up_proj"].sum(1) + s["mlp.down_proj"].sum(0)
     return {"mlp": mlp, "heads": heads, "groups": heads.view(shape.kv_heads, shape.n_rep).sum(1) + kv,
-            "blocks": sum(t.sum() for t in s.values())}
+            "blocks": sum(t.sum() for t in s.values()), **residual_channel_sums(s)}
 
 
 @torch.no_grad()
 def summed_scores(model: torch.nn.Module, shape: DecoderShape, weight_score: WeightScore) -> UnitScores:
     """Any per-weight metric (magnitude, Wanda, Taylor, a compiled formula) summed over its units."""
-    rows: dict[str, list[torch.Tensor]] = {"mlp": [], "heads": [], "groups": [], "blocks": []}
+    rows: dict[str, list[torch.Tensor]] = {}
     for i, block in enumerate(decoder_blocks(model)):
         scores = {name: weight_score(i, name, lin).float() for name, lin in _linears(block).items()}
         bad = [name for name, t in scores.items() if not torch.isfinite(t).all()]
         if bad:
             raise EvopruneError(f"the metric gives non-finite scores in block {i} {bad[0]}")
         for kind, value in aggregate_block(shape, scores).items():
-            rows[kind].append(value)
+            rows.setdefault(kind, []).append(value)
     return {kind: torch.stack(values) for kind, values in rows.items()}
 
 

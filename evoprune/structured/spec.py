@@ -44,11 +44,19 @@ class StructuredSpec:
             raise EvopruneError("--metric shortgpt scores whole blocks: use --structure blocks")
         if self.metric == "flap" and "blocks" in structures:
             raise EvopruneError("--metric flap scores heads and channels, not blocks")
+        if self.metric == "flap" and "residual" in structures:
+            raise EvopruneError("--metric flap scores heads and MLP channels, not residual channels: use a "
+                                "per-weight metric (wanda, magnitude, a formula) or taylor")
         shape = decoder_shape(config)
         if self.widths == "per-layer" and config.model_type != "llama":
             raise EvopruneError("--widths per-layer writes a LLaMA modeling file; use uniform for "
                                 f"{config.model_type!r} models")
+        if "residual" in structures and config.model_type != "llama":
+            raise EvopruneError("--structure residual writes a LLaMA modeling file (residual channel subsets); "
+                                f"{config.model_type!r} models are not supported")
         budget = make_budget(shape, self.ratio, self.tolerance)
+        if self.depth != 0 and "residual" in structures:
+            raise EvopruneError("--depth with --structure residual is not supported (use --depth 0)")
         if self.depth != 0:
             if self.widths != "uniform":
                 raise EvopruneError("--depth goes with --widths uniform")
