@@ -56,7 +56,8 @@ def prune(
     measure_ppl: bool = typer.Option(False, "--perplexity", help="Also measure wikitext2 test perplexity (16,384 "
                                      "tokens) into report.json and the model card."),
     structure: str = typer.Option(None, "--structure", help="Structured pruning that shrinks the tensors: "
-                                  "mlp, heads, groups, blocks (comma-separated); --metric is summed per unit, or "
+                                  "mlp, heads, groups, blocks (comma-separated), or residual alone (DISP-style "
+                                  "residual channel subsets per sublayer); --metric is summed per unit, or "
                                   "taylor, flap, shortgpt."),
     ratio: float = typer.Option(0.2, "--ratio", help="With --structure: fraction of decoder parameters removed."),
     widths: str = typer.Option("uniform", "--widths", help="With --structure: uniform or per-layer."),

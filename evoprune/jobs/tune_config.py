@@ -52,6 +52,9 @@ class TuneConfig:
         if "blocks" in structures:
             raise EvopruneError("tune mixes head and channel scores: structure blocks is not supported (use "
                                 "`evoprune prune --structure blocks --metric shortgpt`)")
+        if "residual" in structures:  # FLAP, one of the mixed metrics, has no residual channel score
+            raise EvopruneError("tune mixes head and MLP channel scores: structure residual is not supported (use "
+                                "`evoprune prune --structure residual`)")
         if self.widths not in WIDTHS:
             raise EvopruneError(f"widths must be one of {', '.join(WIDTHS)}, got {self.widths!r}")
         if not 0.0 < self.ratio < 1.0:
