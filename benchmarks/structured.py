@@ -3,8 +3,10 @@
 Rows: magnitude and Wanda summed per unit (uniform widths, LLM-Pruner's equal ratio per structure), LLM-Pruner's
 Taylor |W·G| (uniform), FLAP (fluctuation metric, per-layer widths by its standardised global ranking, bias
 compensation), ShortGPT (drop the blocks of lowest influence), Wanda summed per unit with FLAP-style per-layer
-widths, evoprune's depth+width (whole blocks by ShortGPT's influence plus Wanda-group equal widths, the number of
-blocks chosen by validation perplexity: `prune --depth auto`), and AdaPruner-style TPE (`evoprune tune` with
+widths, DISP-style residual channel subsets (each sublayer reads and writes its own subset of the hidden
+channels, chosen by Wanda summed per channel; `prune --structure residual`), evoprune's depth+width (whole
+blocks by ShortGPT's influence plus Wanda-group equal widths, the number of blocks chosen by validation
+perplexity: `prune --depth auto`), and AdaPruner-style TPE (`evoprune tune` with
 search_spaces/adapruner.yaml: Optuna TPE over which validation windows calibrate and the weights of a
 Taylor/FLAP/Wanda/magnitude mix, objective perplexity on other validation windows; a small trial budget for CPU, one
 study per ratio). Columns: wikitext2 test perplexity (16,384 tokens, 512-token windows), exact parameter counts, CPU
@@ -51,6 +53,10 @@ METHODS = [
     ("Wanda-group, per-layer widths", "wanda", "mlp,heads", "per-layer"),
     ("Wanda-group, MLP only", "wanda", "mlp", "uniform"),  # every head kept: what the depth search ends up doing
     ("RIA-group, MLP only", "ria", "mlp", "uniform"),  # the strongest hand-made seed of the evolved row's search
+    # DISP-LLM's dimension-independent widths without its hypernetwork: each sublayer's residual channel subset
+    # from Wanda summed over the channel's columns in and row out (equal counts, or a global ranking)
+    ("DISP-style residual, Wanda", "wanda", "residual", "uniform"),
+    ("DISP-style residual, Wanda, per-layer", "wanda", "residual", "per-layer"),
 ]
 RATIOS = (0.1, 0.2, 0.3)
 TPE_LABEL = "AdaPruner-style TPE"
