@@ -105,3 +105,14 @@ def test_a_structured_search_runs_end_to_end_and_tables_its_best_beside_the_summ
     assert main(["resume", str(out), "--generations", "4"]) == 0
     history = json.loads((out / run_dir.BEST).read_text())["history"]
     assert len(history) == 4
+
+
+def test_the_selection_hash_tells_residual_subsets_apart():
+    from evoprune.fitness.structured_evaluator import selection_hash
+    from evoprune.structured.selection import LayerKeep, Selection
+
+    def selection(resid):
+        return Selection([LayerKeep(torch.arange(3), torch.arange(1), torch.arange(8), resid_attn=resid)])
+
+    hashes = [selection(None), selection(torch.arange(5)), selection(torch.tensor([0, 1, 2, 3, 5]))]
+    assert len({selection_hash(s) for s in hashes}) == 3

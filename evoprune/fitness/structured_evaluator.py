@@ -39,9 +39,9 @@ FACTORY = "evoprune.fitness.structured_evaluator:StructuredEvaluator"
 def selection_hash(selection: Selection) -> str:
     """Equal hashes, equal shrunk models: every block's kept heads and channels, and the blocks kept."""
     digest = hashlib.blake2b(str(selection.kept_blocks()).encode(), digest_size=16)
-    for layer in selection.layers:
-        for kept in (layer.q_heads, layer.kv_heads, layer.mlp):
-            digest.update(kept.cpu().numpy().astype("int32").tobytes())
+    for layer in selection.layers:  # a residual subset of None (every channel) hashes apart from any subset
+        for kept in (layer.q_heads, layer.kv_heads, layer.mlp, layer.resid_attn, layer.resid_mlp):
+            digest.update(b"all" if kept is None else kept.cpu().numpy().astype("int32").tobytes())
             digest.update(b"|")
     return digest.hexdigest()
 
