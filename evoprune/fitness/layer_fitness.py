@@ -14,6 +14,7 @@ estimate of the loss increase, in which layers count by what they cost the loss 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 
 import torch
 
@@ -89,6 +90,7 @@ class LayerFitness:
         self.rows = row_subsets(leaves, rows, seed)
         self.energies = {key: output_energy(self.scored_weight(key), h) for key, h in self.hessians.items()}
         self._factors: dict[tuple[str, float], tuple[torch.Tensor, torch.Tensor]] = {}
+        self._pool: ThreadPoolExecutor | None = None  # `_map`'s threads, made on first use
         self.row_weights: dict[str, torch.Tensor] | None = None  # per scored row: F_c / Σ F·E (the fisher fitness)
         if sensitivity is not None:
             self.row_weights = {key: self.scored_rows(key, sensitivity[key].to(h.device).float())
@@ -112,18 +114,32 @@ class LayerFitness:
     def prune(self, scorer: Scorer, recipe: Recipe, targets: Mapping[str, LayerTarget], pattern: Pattern,
               subset: bool = True) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
         """Per layer (keep-mask, new weight) of the recipe on the scored rows (`subset`) or on all rows."""
-        out = {}
-        for key, leaves in self.leaves.items():
+        if recipe.needs_hessian and any(self.hessians.get(key) is None for key in self.leaves):
+            raise CandidateFailure(f"recipe {recipe} needs Gram matrices this evaluator did not collect")
+
+        def one(key: str) -> tuple[torch.Tensor, torch.Tensor]:
+            leaves = self.leaves[key]
             scores = checked_scores(scorer, leaves, key)
             rows = self.rows.get(key) if subset else None
             mask = subset_mask(scores, targets[key], pattern, self.group, rows)
             weight = leaves["W"] if rows is None else leaves["W"][rows]
             hessian = self.hessians.get(key)
-            if recipe.needs_hessian and hessian is None:
-                raise CandidateFailure(f"recipe {recipe} needs Gram matrices this evaluator did not collect")
             mask = refine_mask(recipe.refine, weight, mask, hessian, pattern)
-            out[key] = (mask, self.updated(recipe.update, key, weight, mask, hessian))
-        return out
+            return mask, self.updated(recipe.update, key, weight, mask, hessian)
+
+        return dict(zip(self.leaves, self._map(one, list(self.leaves)), strict=True))
+
+    def _map(self, fn: Callable, keys: list[str]) -> list:
+        """`fn` over layers, in order. On CPU, on a thread per torch thread: numpy's selection, the Python loop of
+        the OBS sweep and small matmuls use one core each (and release the GIL), so layers side by side keep both
+        cores busy (1.4x faster a candidate on 2 cores, identical results: each layer is computed alone)."""
+        device = next(iter(self.hessians.values())).device if self.hessians else torch.device("cpu")
+        workers = torch.get_num_threads() if device.type == "cpu" else 1
+        if workers <= 1 or len(keys) <= 1:
+            return [fn(key) for key in keys]
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(workers, thread_name_prefix="layer-fitness")
+        return list(self._pool.map(_no_grad(fn), keys))
 
     def updated(self, spec: StageSpec, key: str, weight: torch.Tensor, mask: torch.Tensor,
                 hessian: torch.Tensor | None) -> torch.Tensor:
@@ -140,9 +156,19 @@ class LayerFitness:
     @torch.no_grad()
     def error(self, pruned: Mapping[str, tuple[torch.Tensor, torch.Tensor]]) -> float:
         """Mean over layers of ‖(W−Ŵ)X‖²/‖WX‖² on the scored rows; with sensitivities, Σ F·e / Σ F·E."""
+        keys = list(pruned)
         if self.row_weights is not None:
-            return float(sum((self.row_weights[k] * row_errors(self.scored_weight(k) - new, self.hessians[k])).sum()
-                             for k, (_, new) in pruned.items()))
-        errors = [weight_error(self.scored_weight(k), new, self.hessians[k], self.energies[k])
-                  for k, (_, new) in pruned.items()]
+            terms = self._map(lambda k: float((self.row_weights[k] * row_errors(self.scored_weight(k) - pruned[k][1],
+                                                                                self.hessians[k])).sum()), keys)
+            return float(sum(terms))  # summed in layer order, as before: the same bits whatever the threads
+        errors = self._map(lambda k: weight_error(self.scored_weight(k), pruned[k][1], self.hessians[k],
+                                                  self.energies[k]), keys)
         return float(torch.stack(errors).mean())
+
+
+def _no_grad(fn: Callable) -> Callable:
+    """Grad mode is per thread: a pool thread does not inherit the caller's `no_grad`."""
+    def wrapped(*args):
+        with torch.no_grad():
+            return fn(*args)
+    return wrapped
