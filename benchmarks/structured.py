@@ -84,6 +84,8 @@ def main() -> None:
     parser.add_argument("--tune-trials", type=int, default=TPE_TRIALS, help="TPE trials per ratio")
     parser.add_argument("--results", type=Path, default=RESULTS, help="where structured.md/.json go")
     parser.add_argument("--report-only", action="store_true", help="rewrite structured.md from structured.json")
+    parser.add_argument("--merge", type=Path, default=None,
+                        help="with --report-only: add the rows of another run's structured.json, marked as such")
     parser.add_argument("--depth-structure", default="mlp,heads", help="the width units of the depth+width row")
     parser.add_argument("--search-out", type=Path, default=None,
                         help="run directory of the evolved row's search (default: a temporary one)")
@@ -92,6 +94,11 @@ def main() -> None:
     args = parser.parse_args()
     if args.report_only:
         saved = json.loads((args.results / "structured.json").read_text())
+        if args.merge is not None:  # rows measured in another run of this script (same protocol), kept apart
+            other = json.loads(args.merge.read_text())
+            saved["rows"] = [r for r in saved["rows"] if not r.get("separate_run")] + [
+                {**r, "separate_run": True, "run_dense_latency_s": other["dense"]["latency_s"]}
+                for r in other["rows"]]
         write(saved["dense"], saved["rows"], saved["protocol"], args)
         return
     os.environ.setdefault("EVOPRUNE_DATA_DIR", str(Path(__file__).resolve().parents[2] / "shared" / "data"))
@@ -261,11 +268,16 @@ def write(dense: dict, rows: list[dict], protocol: dict, args: argparse.Namespac
         "latency vs dense |", "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in sorted(rows, key=lambda r: (r["ratio"], r["perplexity"])):
-        method = r["method"] + (f" ({r['tune']['trials']} trials)" if "tune" in r else "")
+        method = r["method"] + (f" ({r['tune']['trials']} trials)" if "tune" in r else "") + (
+            " †" if r.get("separate_run") else "")
         lines.append(f"| {method} | {r['structure']} {r['widths']} | {r['ratio']:.1f} | "
                      f"{r['perplexity']:.2f} | {r['params']['decoder']:,} | {r['removed_decoder']:,} | "
                      f"{100 * r['removed_decoder'] / dense['params']['decoder']:.2f} | {r['params']['total']:,} | "
-                     f"{r['latency_s'] / dense['latency_s']:.2f} |")
+                     f"{r['latency_s'] / r.get('run_dense_latency_s', dense['latency_s']):.2f} |")
+    if any(r.get("separate_run") for r in rows):
+        lines += ["", "† measured in a separate run of this script (same protocol, calibration and test text; "
+                  "`--only LABEL`), merged with `--report-only --merge`; its latency is relative to that run's "
+                  "dense model."]
     lines += goal_lines(rows)
     lines += depth_notes([r for r in rows if "depth_search" in r])
     lines += tpe_notes([r for r in rows if "tune" in r])
