@@ -139,7 +139,7 @@ class LayerFitness:
             return [fn(key) for key in keys]
         if self._pool is None:
             self._pool = ThreadPoolExecutor(workers, thread_name_prefix="layer-fitness")
-        return list(self._pool.map(_no_grad(fn), keys))
+        return list(self._pool.map(torch.no_grad()(fn), keys))  # grad mode is per thread
 
     def updated(self, spec: StageSpec, key: str, weight: torch.Tensor, mask: torch.Tensor,
                 hessian: torch.Tensor | None) -> torch.Tensor:
@@ -165,10 +165,3 @@ class LayerFitness:
                                                   self.energies[k]), keys)
         return float(torch.stack(errors).mean())
 
-
-def _no_grad(fn: Callable) -> Callable:
-    """Grad mode is per thread: a pool thread does not inherit the caller's `no_grad`."""
-    def wrapped(*args):
-        with torch.no_grad():
-            return fn(*args)
-    return wrapped

@@ -29,9 +29,11 @@ from evoprune.fitness.structured_spec import StructuredSearchSpec
 from evoprune.model.loading import load_model
 from evoprune.structured.allocate import UnitScores
 from evoprune.structured.calibration import calibrate
+from evoprune.structured.pool import validation_windows
 from evoprune.structured.scores import summed_scores
 from evoprune.structured.selection import Selection
-from evoprune.structured.spec import StructuredSpec, shrink_with_scores
+from evoprune.structured.shrink import shrink_model
+from evoprune.structured.spec import StructuredSpec, select_units
 
 FACTORY = "evoprune.fitness.structured_evaluator:StructuredEvaluator"
 
@@ -63,19 +65,11 @@ class StructuredEvaluator:
         moments = calibrate(self.loaded.model, calib_windows(self.loaded, self.calib)).moments
         self.x = {key: m.rms().unsqueeze(0) for key, m in moments.items()}
         device = next(self.loaded.model.parameters()).device
-        self.objective = self._objective_windows().to(device)
+        self.objective = validation_windows(self.loaded.tokenizer, ev.calib, fit.objective_seqlen,
+                                            fit.objective_windows, fit.objective_seed).to(device)
         self.selection_cache: dict[str, float] = {}
         self.perplexity_cache: dict[str, float] = {}
         self._eval_windows: torch.Tensor | None = None
-
-    def _objective_windows(self) -> torch.Tensor:
-        from evoprune.data.text import load_text
-        from evoprune.data.tokens import tokenize
-        from evoprune.structured.pool import split_validation
-
-        ids = tokenize(self.loaded.tokenizer, load_text(self.spec.calib, "calib"))
-        return split_validation(ids, self.fit.objective_seqlen, 0, self.fit.objective_windows,
-                                self.fit.objective_seed)[1]
 
     def unit_scores(self, candidate: str) -> UnitScores:
         recipe = parse_candidate(candidate)
@@ -89,23 +83,26 @@ class StructuredEvaluator:
 
         return summed_scores(self.loaded.model, self.shape, weight_score)
 
-    def shrunk(self, candidate: str) -> tuple[torch.nn.Module, Selection]:
-        """A copy of the dense model shrunk by the candidate's unit scores (the dense model stays as it is)."""
-        scores = self.unit_scores(candidate)
+    def selection(self, candidate: str) -> tuple[Selection, str]:
+        """The units the candidate keeps, and their hash (equal hashes, equal shrunk models)."""
+        selection = select_units(self.loaded.model.config, self.structured, self.unit_scores(candidate))
+        return selection, selection_hash(selection)
+
+    def _shrunk_perplexity(self, selection: Selection, windows: torch.Tensor) -> float:
+        """Perplexity on `windows` of a copy of the dense model shrunk to `selection` (the dense model stays)."""
         model = copy.deepcopy(self.loaded.model)
-        return model, shrink_with_scores(model, self.structured, scores, None)
+        shrink_model(model, self.shape, selection, None)
+        return window_perplexity(model, windows)
 
     def evaluate(self, candidate: str) -> dict:
         """Validation perplexity of the shrunk model; a formula that fails gives fitness inf, never an exception."""
         start = time.perf_counter()
         result = EvalResult(candidate)
         try:
-            model, selection = self.shrunk(candidate)
-            key = selection_hash(selection)
+            selection, key = self.selection(candidate)
             result.mask_hash, result.cached = key, key in self.selection_cache
-            if not result.cached:
-                self.selection_cache[key] = window_perplexity(model, self.objective)
-            del model
+            if not result.cached:  # a selection seen before needs no copy, no shrink, no forward pass
+                self.selection_cache[key] = self._shrunk_perplexity(selection, self.objective)
             result.fitness = self.selection_cache[key]
             if not math.isfinite(result.fitness):
                 result.fitness, result.reason = math.inf, "non-finite validation perplexity"
@@ -118,13 +115,12 @@ class StructuredEvaluator:
         """Perplexity on the evaluation split of the model shrunk by `candidate` (the final table's number;
         `sparsity` and `pattern` are the unstructured rescorer's arguments and do not apply)."""
         del sparsity, pattern
-        model, selection = self.shrunk(candidate)
-        key = selection_hash(selection)
+        selection, key = self.selection(candidate)
         if key not in self.perplexity_cache:
             if self._eval_windows is None:
                 spec = PerplexitySpec(self.spec.eval_data, self.spec.eval_seqlen, self.spec.eval_max_tokens)
                 self._eval_windows = evaluation_windows(self.loaded, spec)
-            self.perplexity_cache[key] = window_perplexity(model, self._eval_windows)
+            self.perplexity_cache[key] = self._shrunk_perplexity(selection, self._eval_windows)
         return self.perplexity_cache[key]
 
     def protocol(self) -> dict:

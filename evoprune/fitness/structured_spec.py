@@ -23,7 +23,6 @@ class StructuredFitness:
     objective_seed: int = 1
 
     def __post_init__(self) -> None:
-        parse_structures(self.structure)
         if "blocks" in parse_structures(self.structure):
             raise EvopruneError("structured.structure: whole blocks are ranked by ShortGPT's influence, not by a "
                                 "formula; search over mlp, heads or groups")

@@ -62,9 +62,9 @@ def search_job(config: SearchConfig, out: Path, force: bool = False, resume: boo
         if config.rescore_top > 0:
             sparsity, pattern = settings_of(config.evaluation)[0]  # the table's setting: the first one scored
             perplexity = _announced(rescorer(evaluator, config.rescore_mode, sparsity, pattern))
-            recipes = hand_made_recipes(config.refine_choices, config.update_choices, config.allocation_tree)
-            if config.structured is not None:  # its rows: the built-in scores summed over units, at its ratio
-                recipes = {}
+            # a structured search's rows: the built-in scores summed over units, at its ratio
+            recipes = ({} if config.structured is not None
+                       else hand_made_recipes(config.refine_choices, config.update_choices, config.allocation_tree))
             if config.rescore_mode == "dense":  # SparseGPT chooses its own mask: only the pruning job runs it
                 recipes.pop("sparsegpt", None)
         protocol = evaluator.protocol() if evaluator is not None else {}

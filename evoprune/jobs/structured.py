@@ -115,12 +115,9 @@ DEPTH_WINDOWS, DEPTH_SEQLEN, DEPTH_SEED = 8, 512, 1
 
 def depth_validation_ids(loaded: LoadedModel, data: str) -> torch.Tensor:
     """Windows of the calibration text's validation split (never the test split) that judge `--depth auto`."""
-    from evoprune.data.text import load_text
-    from evoprune.data.tokens import tokenize
-    from evoprune.structured.pool import split_validation
+    from evoprune.structured.pool import validation_windows
 
-    ids = tokenize(loaded.tokenizer, load_text(data, "calib"))
-    return split_validation(ids, DEPTH_SEQLEN, 0, DEPTH_WINDOWS, DEPTH_SEED)[1]
+    return validation_windows(loaded.tokenizer, data, DEPTH_SEQLEN, DEPTH_WINDOWS, DEPTH_SEED)
 
 
 def choose_depth(loaded: LoadedModel, spec: StructuredSpec, scores: UnitScores, calibration: Calibration | None,

@@ -32,6 +32,15 @@ def split_validation(ids: torch.Tensor, seqlen: int, pool: int, objective: int,
     return windows[order[:pool]], windows[order[pool: pool + objective]]
 
 
+def validation_windows(tokenizer, data: str, seqlen: int, windows: int, seed: int) -> torch.Tensor:
+    """`windows` disjoint windows of `seqlen` tokens from the calibration text's validation split (never the test
+    split), drawn by `split_validation`'s seeded permutation: what a structured choice is judged on."""
+    from evoprune.data.text import load_text
+    from evoprune.data.tokens import tokenize
+
+    return split_validation(tokenize(tokenizer, load_text(data, "calib")), seqlen, 0, windows, seed)[1]
+
+
 @dataclass
 class WindowMoments:
     """Σx and Σx² per input channel, one row per pool window (batches arrive in window order)."""

@@ -78,14 +78,21 @@ class StructuredSpec:
         return shape, budget
 
 
+def select_units(config, spec: StructuredSpec, scores: UnitScores) -> Selection:
+    """Which units the spec keeps, from scores computed once; nothing is shrunk (a search hashes the selection
+    first and shrinks a copy only for one it has not seen)."""
+    shape, budget = spec.check(config)
+    if spec.depth is None:
+        raise EvopruneError("depth 'auto' must be resolved first (choose_depth)")
+    return allocate(shape, parse_structures(spec.structure), scores, budget, spec.widths, spec.depth)
+
+
 def shrink_with_scores(model: torch.nn.Module, spec: StructuredSpec, scores: UnitScores,
                        calibration: Calibration | None) -> Selection:
     """Allocate and shrink with scores computed once (scores do not depend on the ratio: a benchmark reuses them
     on fresh copies of the dense model)."""
-    shape, budget = spec.check(model.config)
-    if spec.depth is None:
-        raise EvopruneError("depth 'auto' must be resolved first (choose_depth)")
-    selection = allocate(shape, parse_structures(spec.structure), scores, budget, spec.widths, spec.depth)
+    selection = select_units(model.config, spec, scores)
+    shape = decoder_shape(model.config)
     means = None
     if spec.metric == "flap":
         means = {i: {"o_proj": calibration.moments[f"{i}.self_attn.o_proj"].mean(),
