@@ -27,8 +27,9 @@ Allocation = typer.Option("uniform", "--allocation", help="Per-layer sparsity: u
                           "evolved allocation); exact global budget.")
 Refine = typer.Option("none", "--refine", help="Mask refinement: none or swaps[:budget=8,candidates=8] "
                       "(error-lowering 1-swaps inside each row or N:M group, from the Gram matrix).")
-Update = typer.Option("none", "--update", help="Weight update after masking: none or obs[:blocksize=128,damp=0.01] "
-                      "(SparseGPT's column sweep over a fixed mask).")
+Update = typer.Option("none", "--update", help="Weight update after masking: none, obs[:blocksize=128,damp=0.01] "
+                      "(SparseGPT's column sweep over a fixed mask), or sweep[:blocksize=128,damp=0.01,groups=1] "
+                      "(the metric picks the mask inside the sweep, on the updated weights; W**2/Hinv = SparseGPT).")
 
 
 def calib_spec(data: str, nsamples: int, seqlen: int, seed: int) -> CalibSpec:

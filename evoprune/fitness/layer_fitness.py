@@ -20,12 +20,13 @@ import torch
 
 from evoprune.errors import EvopruneError
 from evoprune.fitness.errors import output_energy, row_errors, weight_error
-from evoprune.prune.apply import LayerTarget, layer_mask
+from evoprune.prune.apply import LayerTarget, layer_mask, target_count
 from evoprune.prune.masks import Pattern, select_mask_counts, spread_count
 from evoprune.prune.recipe import Recipe
 from evoprune.prune.refine import refine_mask
 from evoprune.prune.sparsegpt import inverse_factor
 from evoprune.prune.stages import StageSpec
+from evoprune.prune.sweep import sweep_prune, sweep_settings
 from evoprune.prune.update import OBS_BLOCKSIZE, OBS_DAMP, obs_update_factored, update_weight
 
 Scorer = Callable[[Mapping[str, torch.Tensor]], torch.Tensor]
@@ -119,8 +120,10 @@ class LayerFitness:
 
         def one(key: str) -> tuple[torch.Tensor, torch.Tensor]:
             leaves = self.leaves[key]
-            scores = checked_scores(scorer, leaves, key)
             rows = self.rows.get(key) if subset else None
+            if recipe.update.name == "sweep":
+                return self.swept(scorer, recipe.update, key, targets[key], pattern, rows)
+            scores = checked_scores(scorer, leaves, key)
             mask = subset_mask(scores, targets[key], pattern, self.group, rows)
             weight = leaves["W"] if rows is None else leaves["W"][rows]
             hessian = self.hessians.get(key)
@@ -141,16 +144,37 @@ class LayerFitness:
             self._pool = ThreadPoolExecutor(workers, thread_name_prefix="layer-fitness")
         return list(self._pool.map(torch.no_grad()(fn), keys))  # grad mode is per thread
 
+    def factor(self, key: str, damp: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """The layer's inverse-Hessian factor and dead inputs (they depend on H alone): computed once."""
+        if (key, damp) not in self._factors:
+            self._factors[(key, damp)] = inverse_factor(self.hessians[key], damp)
+        return self._factors[(key, damp)]
+
+    def swept(self, scorer: Scorer, spec: StageSpec, key: str, target: LayerTarget, pattern: Pattern,
+              rows: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(keep-mask, new weight) of the `sweep` update on the scored rows: the sweep over those rows alone, each
+        step pruning the share of the layer's count that falls on them."""
+        leaves = self.leaves[key]
+        total = leaves["W"].shape[0]
+        if rows is not None:
+            leaves = {name: v[rows] if v.shape[0] == total and v.dim() == 2 and v.shape[0] > 1 else v
+                      for name, v in leaves.items()}
+        count = target_count(target)
+        if count is not None and rows is not None:
+            count = (int(target[rows].sum()) if isinstance(target, torch.Tensor)
+                     else round(count * len(rows) / total))
+        factor, dead = self.factor(key, spec.get("damp", OBS_DAMP))
+        weight, mask = sweep_prune(leaves, scorer, factor, dead, count, pattern, *sweep_settings(spec),
+                                   checked=lambda fn, lv: checked_scores(fn, lv, key))
+        return mask, weight
+
     def updated(self, spec: StageSpec, key: str, weight: torch.Tensor, mask: torch.Tensor,
                 hessian: torch.Tensor | None) -> torch.Tensor:
         """The update stage; OBS through the layer's inverse-Hessian factor, computed once per layer and damping
         (it depends on H alone) and the vectorised sweep: the same weights as `prune` up to float rounding."""
         if spec.name != "obs":
             return update_weight(spec, weight, mask, hessian)
-        damp = spec.get("damp", OBS_DAMP)
-        if (key, damp) not in self._factors:
-            self._factors[(key, damp)] = inverse_factor(hessian, damp)
-        factor, dead = self._factors[(key, damp)]
+        factor, dead = self.factor(key, spec.get("damp", OBS_DAMP))
         return obs_update_factored(weight, mask, factor, dead, min(int(spec.get("blocksize", OBS_BLOCKSIZE)), 32))
 
     @torch.no_grad()

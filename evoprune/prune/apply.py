@@ -20,6 +20,7 @@ from evoprune.prune.method import Method, layer_leaves
 from evoprune.prune.recipe import Recipe
 from evoprune.prune.refine import refine_mask
 from evoprune.prune.sparsegpt import sparsegpt_prune
+from evoprune.prune.sweep import sweep_layer
 from evoprune.prune.update import update_weight
 from evoprune.stats.accumulate import accumulate_block
 from evoprune.stats.blocks import capture_block_inputs, run_block
@@ -53,6 +54,13 @@ def layer_mask(scores: torch.Tensor, target: LayerTarget, pattern: Pattern, grou
     return select_mask_counts(scores, target, group)
 
 
+def target_count(target: LayerTarget) -> int | None:
+    """A layer's exact pruned count (a per-row target summed); None under an N:M pattern."""
+    if target is None:
+        return None
+    return int(target.sum()) if isinstance(target, torch.Tensor) else int(target)
+
+
 def target_fraction(target: LayerTarget, shape: tuple[int, int], pattern: Pattern) -> float:
     if pattern.structured:
         return pattern.sparsity
@@ -68,13 +76,21 @@ def prune_weight(weight: torch.Tensor, stats: LayerStats | None, method: Method,
     if method.is_sparsegpt:
         return sparsegpt_prune(weight, stats.H.to(weight.device), target_fraction(target, weight.shape, pattern),
                                pattern)
-    scores = method.scorer(layer_leaves(weight, stats))
-    if not torch.isfinite(scores).all():
-        raise EvopruneError(f"metric {method.name!r} gives non-finite scores on layer {name}")
-    mask = layer_mask(scores, target, pattern, group)
+    leaves = layer_leaves(weight, stats)
     hessian = stats.H.to(weight.device) if stats is not None and stats.H is not None else None
     if recipe.needs_hessian and hessian is None:
         raise EvopruneError(f"recipe {recipe} needs the layer's Hessian (calibration statistics)")
+    if recipe.update.name == "sweep":  # the mask is chosen inside the update, on the updated weights
+        try:
+            new_weight, mask = sweep_layer(recipe.update, leaves, method.scorer, hessian, target_count(target),
+                                           pattern)
+        except EvopruneError as exc:
+            raise EvopruneError(f"metric {method.name!r} on layer {name}: {exc}") from None
+        return new_weight.to(weight.dtype), mask
+    scores = method.scorer(leaves)
+    if not torch.isfinite(scores).all():
+        raise EvopruneError(f"metric {method.name!r} gives non-finite scores on layer {name}")
+    mask = layer_mask(scores, target, pattern, group)
     mask = refine_mask(recipe.refine, weight, mask, hessian, pattern)
     return update_weight(recipe.update, weight, mask, hessian).to(weight.dtype), mask
 

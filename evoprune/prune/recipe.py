@@ -26,6 +26,11 @@ class Recipe:
     refine: StageSpec = field(default_factory=lambda: parse_refine("none"))
     update: StageSpec = field(default_factory=lambda: parse_update("none"))
 
+    def __post_init__(self) -> None:
+        if self.update.name == "sweep" and self.refine.name != "none":
+            raise EvopruneError(f"update sweep chooses the mask inside the weight update: refinement "
+                                f"{self.refine.name} has no mask to refine (use --update obs with it)")
+
     @classmethod
     def parse(cls, score: str, allocation: str = "uniform", refine: str = "none", update: str = "none") -> Recipe:
         return cls(score, parse_allocation(allocation), parse_refine(refine), parse_update(update))

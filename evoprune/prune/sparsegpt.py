@@ -71,6 +71,47 @@ def obs_sweep(weight: torch.Tensor, hessian: torch.Tensor, block_mask: BlockMask
     return w.to(weight.dtype), mask
 
 
+# (first column, last column, columns as updated so far, diag of their Cholesky factor) -> keep-mask of the columns
+StepMask = Callable[[int, int, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+@torch.no_grad()
+def factored_sweep(weight: torch.Tensor, factor: torch.Tensor, dead: torch.Tensor, step_mask: StepMask,
+                   lazy: int = 128, step: int = 128, solve: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
+    """The column sweep of `obs_sweep`, vectorised: (updated pruned weight, keep-mask). The mask of every `step`
+    columns is asked of `step_mask` when the sweep reaches them, so it may read the weights as updated so far
+    (SparseGPT's update-aware choice) or slice a mask fixed beforehand. Inside a mask step the errors e of a row
+    solve e·(I + U_s·D) = w·D (U_s the strictly upper Cholesky factor of `solve` columns, D = diag((1 − m)/diag U)):
+    one batched unit-triangular solve instead of a Python loop over columns. Errors reach the rest of a `lazy`
+    block at once and the columns right of it once per block. `factor, dead` from `inverse_factor`."""
+    w = weight.detach().clone().float()
+    w[:, dead] = 0.0
+    rows, cols = w.shape
+    keep = torch.ones_like(w, dtype=torch.bool)
+    diag = torch.diagonal(factor)
+    strict = torch.triu(factor, 1)  # sliced per solve: one triu for the layer, not one per step
+    eye = torch.eye(solve, device=w.device)
+    for i1 in range(0, cols, lazy):
+        i2 = min(i1 + lazy, cols)
+        err = torch.zeros(rows, i2 - i1, device=w.device)
+        for j1 in range(i1, i2, step):
+            j2 = min(j1 + step, i2)
+            keep[:, j1:j2] = step_mask(j1, j2, w[:, j1:j2], diag[j1:j2])
+            for k1 in range(j1, j2, solve):
+                k2 = min(k1 + solve, j2)
+                upper = strict[k1:k2, k1:k2]
+                scale = (~keep[:, k1:k2]).float() / diag[k1:k2]  # [rows, b]: D of every row
+                system = eye[: k2 - k1, : k2 - k1] + upper.unsqueeze(0) * scale.unsqueeze(1)
+                rhs = (w[:, k1:k2] * scale).unsqueeze(-1)
+                e = torch.linalg.solve_triangular(system.transpose(1, 2), rhs, upper=False,
+                                                  unitriangular=True).squeeze(-1)
+                w[:, k1:k2] = (w[:, k1:k2] - e @ upper) * keep[:, k1:k2]
+                w[:, k2:i2] -= e @ factor[k1:k2, k2:i2]
+                err[:, k1 - i1 : k2 - i1] = e
+        w[:, i2:] -= err @ factor[i1:i2, i2:]
+    return w.to(weight.dtype), keep
+
+
 def aligned_blocksize(blocksize: int, pattern: Pattern) -> int:
     """A lazy block never splits an N:M group."""
     return max(pattern.m, blocksize - blocksize % pattern.m) if pattern.structured else blocksize

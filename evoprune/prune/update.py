@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import torch
 
-from evoprune.prune.sparsegpt import obs_sweep
+from evoprune.errors import EvopruneError
+from evoprune.prune.sparsegpt import factored_sweep, obs_sweep
 from evoprune.prune.stages import StageSpec, parse_stage
 
-UPDATES: dict[str, tuple[str, ...]] = {"none": (), "obs": ("blocksize", "damp")}
+# sweep: the mask is chosen inside the sweep (`sweep.py`), so it needs the score: `update_weight` cannot run it
+UPDATES: dict[str, tuple[str, ...]] = {"none": (), "obs": ("blocksize", "damp"),
+                                       "sweep": ("blocksize", "damp", "groups")}
 OBS_BLOCKSIZE, OBS_DAMP = 128, 0.01
 
 
@@ -28,29 +31,15 @@ def obs_update(weight: torch.Tensor, hessian: torch.Tensor, mask: torch.Tensor, 
     return new_weight
 
 
-@torch.no_grad()
 def obs_update_factored(weight: torch.Tensor, mask: torch.Tensor, factor: torch.Tensor, dead: torch.Tensor,
                         blocksize: int = 32) -> torch.Tensor:
-    """The same column sweep as `obs_update` for a fixed mask, vectorised: inside a lazy block the errors e of a
-    row solve e·(I + U_s·D) = w·D (U_s the block's strictly upper Cholesky factor, D = diag((1 − m)/diag U)), one
-    batched unit-triangular solve instead of a Python loop over columns. `factor, dead` from
-    `sparsegpt.inverse_factor` (computed once per layer by a fitness). Equal to `obs_update` up to float rounding
-    (tested); `prune` keeps the loop, which reproduces SparseGPT's weights bit for bit."""
-    w = weight.detach().clone().float()
-    w[:, dead] = 0.0
-    keep = mask.to(w.device)
-    cols = w.shape[1]
-    for i1 in range(0, cols, blocksize):
-        i2 = min(i1 + blocksize, cols)
-        u = factor[i1:i2, i1:i2]
-        scale = (~keep[:, i1:i2]).float() / torch.diagonal(u)  # [rows, b]: D of every row
-        system = torch.eye(i2 - i1, device=w.device) + torch.triu(u, 1).unsqueeze(0) * scale.unsqueeze(1)
-        rhs = (w[:, i1:i2] * scale).unsqueeze(-1)
-        err = torch.linalg.solve_triangular(system.transpose(1, 2), rhs, upper=False, unitriangular=True)
-        err = err.squeeze(-1)
-        w[:, i1:i2] = (w[:, i1:i2] - err @ torch.triu(u, 1)) * keep[:, i1:i2]
-        w[:, i2:] -= err @ factor[i1:i2, i2:]
-    return w.to(weight.dtype)
+    """The same column sweep as `obs_update` for a fixed mask, vectorised (`sparsegpt.factored_sweep`): `factor,
+    dead` from `sparsegpt.inverse_factor` (computed once per layer by a fitness). Equal to `obs_update` up to float
+    rounding (tested); `prune` keeps the loop, which reproduces SparseGPT's weights bit for bit."""
+    keep = mask.to(weight.device)
+    new_weight, _ = factored_sweep(weight, factor, dead, lambda j1, j2, _w, _d: keep[:, j1:j2], blocksize,
+                                   blocksize, blocksize)
+    return new_weight
 
 
 def update_weight(spec: StageSpec, weight: torch.Tensor, mask: torch.Tensor,
@@ -58,5 +47,7 @@ def update_weight(spec: StageSpec, weight: torch.Tensor, mask: torch.Tensor,
     """`weight` masked, then updated as `spec` says."""
     if spec.name == "none":
         return weight * mask
+    if spec.name == "sweep":
+        raise EvopruneError("update sweep chooses the mask itself: run it through sweep.sweep_prune")
     return obs_update(weight, hessian, mask, int(spec.get("blocksize", OBS_BLOCKSIZE)),
                       spec.get("damp", OBS_DAMP))

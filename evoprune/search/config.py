@@ -127,6 +127,10 @@ class SearchConfig:
                 raise EvopruneError(f"{key} must list at least one choice (none for the stage off)")
             for text in getattr(self, key):
                 parse(text)
+        if (any(parse_update(u).name == "sweep" for u in self.update_choices)
+                and any(parse_refine(r).name != "none" for r in self.refine_choices)):
+            raise EvopruneError("update_choices: sweep chooses the mask inside the update, so refine_choices "
+                                "must be [none] beside it (a refinement has no mask to refine)")
 
     @property
     def recipe_genome(self) -> bool:

@@ -15,6 +15,8 @@ from deap import algorithms, tools
 from evoprune.errors import EvopruneError
 from evoprune.formula import parse_formula
 from evoprune.prune.metrics import BASELINE_FORMULAS
+from evoprune.prune.sweep import SPARSEGPT_SCORE
+from evoprune.prune.update import parse_update
 from evoprune.search import run_dir
 from evoprune.search.config import SearchConfig, pin_run_defining
 from evoprune.search.evaluation import MapFn, evaluate_population
@@ -40,7 +42,15 @@ def initial_population(config: SearchConfig, toolbox, genome: FormulaGenome) -> 
                 continue  # the configured primitives or leaves cannot write this baseline
         if genome.multi:
             seeds = [genome.seeded(tree, refine, update) for update in config.update_choices
-                     for refine in config.refine_choices for tree in trees][: max(1, config.population // 2)]
+                     for refine in config.refine_choices for tree in trees]
+            sweep = next((u for u in config.update_choices if parse_update(u).name == "sweep"), None)
+            if sweep is not None:  # SparseGPT itself is a recipe of this space: its saliency in the sweep
+                try:
+                    seeds.insert(0, genome.seeded(sympy_to_tree(parse_formula(SPARSEGPT_SCORE), genome.pset),
+                                                  "none", sweep))
+                except NotExpressible:
+                    pass
+            seeds = seeds[: max(1, config.population // 2)]
         else:
             seeds = [genome.individual(tree) for tree in trees]
         population[: len(seeds)] = seeds[: config.population]
