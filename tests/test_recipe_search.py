@@ -2,6 +2,7 @@
 synthetic layer-fitness evaluator)."""
 
 import json
+import math
 import random
 
 import pytest
@@ -205,3 +206,19 @@ def test_seeded_recipe_population_holds_the_hand_made_recipes():
     wanda_obs = json.dumps(Recipe.parse("X*Abs(W)", update="obs").to_dict(), sort_keys=True)
     assert "X*Abs(W)" in keys and wanda_obs in keys  # uniform Wanda with and without the update
     assert all(genome.allocation(ind)[0] == "uniform" for ind in population[:6])
+
+
+def test_a_sweep_choice_seeds_sparsegpts_recipe_and_the_search_runs_it():
+    from evoprune.search.loop import initial_population
+
+    cfg = config(seed_baselines=True, population=12, refine_choices=("none",), update_choices=("obs", "sweep"))
+    seed_all(0)
+    toolbox, genome = build_search(cfg)
+    population = initial_population(cfg, toolbox, genome)
+    seeded = json.loads(genome.key(population[0])[0])
+    assert (seeded["score"], seeded["update"], seeded["allocation"]) == ("div(W**2, Hinv)", "sweep", "uniform")
+    ev = synthetic_evaluator()
+    result = ev.evaluate(genome.key(population[0])[0])
+    assert math.isfinite(result["fitness"]), result
+    obs = ev.evaluate(json.dumps(Recipe.parse("W**2/Hinv", update="obs").to_dict()))
+    assert result["fitness"] < obs["fitness"]  # the update-aware mask reconstructs better than the fixed one
