@@ -73,13 +73,14 @@ def test_presets_load(name):
         assert cfg.leaves == ("W", "X", "G") and cfg.constants == () and "zscore" in cfg.operators
     if name == "quick-formula":  # the formula search of earlier releases, as it was timed
         assert not cfg.recipe_genome
-    if name in ("quick", "metric-only", "reconstruct"):  # recipe searches; allocation trees need the fisher fitness
+    if name in ("quick", "metric-only", "reconstruct"):  # recipe searches; allocation trees need a loss-aware fitness
         assert cfg.recipe_genome and cfg.selection == "nsga2" and cfg.allocation_tree
-        assert cfg.evaluation.fitness == "fisher"
+        assert cfg.evaluation.fitness == ("model" if name == "reconstruct" else "fisher")
     if name == "metric-only":  # no weight update: comparable to Wanda, RIA, Pruner-Zero
         assert cfg.update_choices == ("none",) and cfg.rescore_mode == "sequential"
     if name == "reconstruct":  # the update always on: comparable to SparseGPT
-        assert cfg.update_choices == ("obs",) and cfg.rescore_mode == "sequential"
+        assert cfg.update_choices == ("obs", "sweep") and cfg.rescore_mode == "sequential"
+        assert cfg.seed_baselines and cfg.reselect_top == 0  # SparseGPT's own recipe is in generation 0
 
 
 def test_search_refuses_an_existing_run_dir_without_force(tmp_path, capsys):
