@@ -157,8 +157,7 @@ class LayerFitness:
         leaves = self.leaves[key]
         total = leaves["W"].shape[0]
         if rows is not None:
-            leaves = {name: v[rows] if v.shape[0] == total and v.dim() == 2 and v.shape[0] > 1 else v
-                      for name, v in leaves.items()}
+            leaves = {name: v[rows] if v.shape[0] == total else v for name, v in leaves.items()}  # W and G
         count = target_count(target)
         if count is not None and rows is not None:
             count = (int(target[rows].sum()) if isinstance(target, torch.Tensor)

@@ -16,6 +16,7 @@ mask, the weights are those of `update: obs` with that mask (the same sweep), so
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from itertools import pairwise
 
 import torch
 
@@ -33,8 +34,7 @@ CheckedScores = Callable[[Scorer, Mapping[str, torch.Tensor]], torch.Tensor]
 
 def step_counts(count: int, cols: int, step: int) -> list[int]:
     """`count` pruned weights apportioned over column steps by their widths, summing to exactly `count`."""
-    edges = [*range(0, cols, step), cols]
-    return [round(count * b / cols) - round(count * a / cols) for a, b in zip(edges, edges[1:], strict=False)]
+    return [round(count * b / cols) - round(count * a / cols) for a, b in pairwise([*range(0, cols, step), cols])]
 
 
 def step_leaves(leaves: Mapping[str, torch.Tensor], weight: torch.Tensor, diag: torch.Tensor, j1: int,
@@ -65,10 +65,10 @@ def sweep_prune(leaves: Mapping[str, torch.Tensor], scorer: Scorer, factor: torc
     as SparseGPT; more: fewer, coarser steps, several times faster on a CPU)."""
     weight = leaves["W"]
     cols = weight.shape[1]
-    checks = [checked]  # the full check (constant scores, failures) on the first step; finiteness on every one
 
     def scores(j1: int, j2: int, w: torch.Tensor, diag: torch.Tensor) -> torch.Tensor:
-        check = checks.pop() if checks else _plain_scores
+        # the full check (constant scores, failures) on the first step; finiteness on every one
+        check = checked if j1 == 0 else _plain_scores
         return check(scorer, step_leaves(leaves, w, diag, j1, j2))
 
     if pattern.structured:
