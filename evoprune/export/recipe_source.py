@@ -33,7 +33,8 @@ def recipe_source(recipe: Recipe) -> str:
             "RECIPE = " + pprint.pformat(recipe.to_dict(), sort_dicts=False),
             f"ALLOCATION = {str(allocation)!r}",
             f"REFINE = {str(recipe.refine)!r}  # none, or swaps: greedy 1-swaps lowering each row's error",
-            f"UPDATE = {str(recipe.update)!r}  # none, or obs: SparseGPT's column sweep over the fixed mask", ""]
+            f"UPDATE = {str(recipe.update)!r}  # none; obs: SparseGPT's column sweep over the fixed mask; sweep: the "
+            "score picks the mask inside that sweep (its Hinv there: the sweep's own diagonal)", ""]
     doc = ['    """Per-layer sparsity (1-D tensor, model order) of ALLOCATION at the global `target`.',
            "",
            "    `descriptors` maps each name below to a 1-D tensor over the prunable layers (model order):",
