@@ -271,6 +271,7 @@ def test_a_run_stopped_before_its_first_checkpoint_resumes_from_generation_0(tmp
 @pytest.mark.parametrize("content,message", [
     ("[]", "not a JSON object"), ('{"generation": "x"}', "bad value for 'generation'"),
     ('{"generation": 0, "cache": {"W": {"fitness": "low"}}}', "bad value for 'cache'"),
+    ('{"generation": 0, "cache": {"W": {"fitness": 0.1, "prune_seconds": "slow"}}}', "bad value for 'cache'"),
     ('{"generation": 0, "population": ["nonsense(((", 3]}', "bad value for 'population'"),
     ('{"generation": 0, "population": ["nonsense((("], "rng": {"python": [], "numpy": [], "torch": []}, "cache": {}, '
      '"history": [], "config": {}}', "is malformed"),

@@ -10,14 +10,14 @@ import torch
 from deap import gp, tools
 
 from evoprune.errors import EvopruneError
-from evoprune.fitness.candidate import compile_score, parse_candidate
+from evoprune.fitness.candidate import candidate_text, compile_score, parse_candidate
 from evoprune.prune.allocation import MAX_LAYER_SPARSITY, layer_infos, parse_allocation, plan_targets
 from evoprune.prune.allocation_tree import normalised_ranks, tree_fractions
 from evoprune.prune.masks import parse_pattern
 from evoprune.prune.recipe import Recipe
 from evoprune.search import run_dir
 from evoprune.search.config import SearchConfig
-from evoprune.search.genome import RecipeGenome, build_search
+from evoprune.search.genome import PENALTY, RecipeGenome, build_search, seconds_bucket
 from evoprune.search.loop import run_search
 from evoprune.search.ranking import pareto_front
 from evoprune.search.rng import seed_all
@@ -116,7 +116,7 @@ def test_ranks_share_ties_and_a_constant_tree_is_uniform():
 
 
 def _strip(d: dict) -> dict:
-    timing = ("seconds", "cache_hits", "cached")
+    timing = ("seconds", "prune_seconds", "cache_hits", "cached")
     return {k: v for k, v in d.items() if k not in timing}
 
 
@@ -154,7 +154,7 @@ def test_nsga2_keeps_a_non_dominated_front_of_fitness_and_size(tmp_path):
     population = [genome.parse(t) for t in state["population"]]
     for ind in population:
         key, size, _ = genome.key(ind)
-        ind.fitness.values = genome.fitness_values(state["cache"][key]["fitness"], size)
+        ind.fitness.values = genome.fitness_values({**state["cache"][key], "size": size})
     first = tools.sortNondominated(population, len(population), first_front_only=True)[0]
     assert all(not a.fitness.dominates(b.fitness) for a in first for b in first)
     best = min(r["fitness"] for r in state["cache"].values())
@@ -222,3 +222,67 @@ def test_a_sweep_choice_seeds_sparsegpts_recipe_and_the_search_runs_it():
     assert math.isfinite(result["fitness"]), result
     obs = ev.evaluate(json.dumps(Recipe.parse("W**2/Hinv", update="obs").to_dict()))
     assert result["fitness"] < obs["fitness"]  # the update-aware mask reconstructs better than the fixed one
+
+
+def _timed_map(ev):
+    """The synthetic evaluator with a deterministic pruning time: 4 s with an update, 0.25 s without (what the
+    seconds objective sees on a real model: an update costs far more than a bare mask)."""
+    def fn(candidates):
+        out = []
+        for c in candidates:
+            r = ev.evaluate(c)
+            r["prune_seconds"] = 4.0 if parse_candidate(c).update.name != "none" else 0.25
+            out.append(r)
+        return out
+    return fn
+
+
+def test_seconds_objective_keeps_cheap_recipes_on_the_front(tmp_path):
+    cfg = config(generations=4, objectives=("fitness", "size", "seconds"))
+    state = run_search(cfg, tmp_path, _timed_map(synthetic_evaluator()))
+    _, genome = build_search(cfg)
+    population = [genome.parse(t) for t in state["population"]]
+    for ind in population:
+        key, size, _ = genome.key(ind)
+        ind.fitness.values = genome.fitness_values({**state["cache"][key], "size": size})
+        assert len(ind.fitness.values) == 3
+    first = tools.sortNondominated(population, len(population), first_front_only=True)[0]
+    assert all(not a.fitness.dominates(b.fitness) for a in first for b in first)
+    # both costs survive: the best no-update recipe is not dominated by a slower, better one
+    assert {ind.update for ind in population} == {"none", "obs"}
+    front = pareto_front(state["cache"], "prune_seconds")
+    assert front[0]["prune_seconds"] == 0.25 and '"update": "none"' in front[0]["canonical"]
+    assert [p["fitness"] for p in front] == sorted((p["fitness"] for p in front), reverse=True)
+    # resume replays the cached seconds: the same run
+    (tmp_path / "cut").mkdir()
+    run_search(cfg, tmp_path / "cut", _timed_map(synthetic_evaluator()), stop_after=1)
+    resumed = run_search(cfg, tmp_path / "cut", _timed_map(synthetic_evaluator()), resume=True)
+    assert resumed["population"] == state["population"]
+
+
+def test_seconds_are_bucketed_and_failures_worst():
+    cfg = config(objectives=("fitness", "seconds"))
+    _, genome = build_search(cfg)
+    assert genome.fitness_values({"fitness": 0.5, "size": 3, "prune_seconds": 3.1}) == (0.5, 4.0)
+    assert genome.fitness_values({"fitness": 0.5, "size": 3, "prune_seconds": 2.7}) == (0.5, 2.0)
+    assert genome.fitness_values({"fitness": 0.5, "size": 3, "prune_seconds": 0.0})[1] == seconds_bucket(0.0) > 0
+    failed = genome.fitness_values({"fitness": math.inf, "size": None, "prune_seconds": 0.1})
+    assert failed == (PENALTY, PENALTY)
+    assert build_search(config())[1].fitness_values({"fitness": 0.5, "size": 3}) == (0.5, 3.0)
+
+
+def test_evaluator_reports_pruning_seconds_apart_from_the_fitness():
+    ev = synthetic_evaluator()
+    result = ev.evaluate(candidate_text(Recipe.parse("wanda", update="obs")))
+    assert 0 < result["prune_seconds"] <= result["seconds"]
+
+
+def test_objectives_are_validated_with_one_line():
+    with pytest.raises(EvopruneError, match="objectives must be fitness followed"):
+        config(objectives=("size", "fitness"))
+    with pytest.raises(EvopruneError, match="objectives must be fitness followed"):
+        config(objectives=("fitness", "latency"))
+    with pytest.raises(EvopruneError, match="objectives must be fitness followed"):
+        config(objectives=("fitness", "size", "size"))
+    with pytest.raises(EvopruneError, match="selection tournament has the one objective"):
+        config(selection="tournament", objectives=("fitness", "seconds"))

@@ -69,3 +69,18 @@ def test_report_refuses_bad_arguments(tmp_path, capsys):
     (tmp_path / "file").write_text("x")
     assert main(["report", str(run), "--out", str(tmp_path / "file")]) == 2
     assert "is not a directory" in capsys.readouterr().err
+
+
+def test_report_shows_the_seconds_front_when_it_has_a_trade_off(tmp_path):
+    run = make_run(tmp_path / "done", generations=2)
+    payload = RunView.open(run).best_payload
+    payload["pareto_seconds"] = payload["pareto_seconds"][:1]  # one point: nothing to trade off, no section
+    run_dir.write_best(run, payload)
+    assert main(["report", str(run)]) == 0
+    assert "## Pareto front: fitness vs pruning seconds" not in (run / "report.md").read_text()
+    payload["pareto_seconds"] = [{"canonical": "abs(W)*X", "prune_seconds": 0.2, "fitness": 0.3},
+                                 {"canonical": "abs(W)", "prune_seconds": 5.0, "fitness": 0.1}]
+    run_dir.write_best(run, payload)
+    assert main(["report", str(run)]) == 0
+    md = (run / "report.md").read_text()
+    assert "## Pareto front: fitness vs pruning seconds" in md and "| 0.2 | 0.3 |" in md

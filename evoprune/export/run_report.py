@@ -84,9 +84,10 @@ def _best_section(run: RunView) -> list[str]:
     lines = ["## Best formulas", ""]
     if not run.best_rows:
         return lines + ["No formula with a finite fitness yet."]
-    lines += _table(["#", "formula", "fitness", "size", "perplexity"],
+    lines += _table(["#", "formula", "fitness", "size", "prune s", "perplexity"],
                     [[str(i + 1), _code(r.get("text") or display_text(r["canonical"])), _num(r.get("fitness")),
-                      str(r.get("size")), _num(r.get("perplexity"))] for i, r in enumerate(run.best_rows[:TOP])])
+                      str(r.get("size")), _num(r.get("prune_seconds")), _num(r.get("perplexity"))]
+                     for i, r in enumerate(run.best_rows[:TOP])])
     return lines + ["", f"Export one: `evoprune export {run.path} --rank 1 --out metric.py` (or `--format json`, "
                         "`--format latex`)."]
 
@@ -116,14 +117,26 @@ def _pareto_section(run: RunView, figures: dict[str, Path | None]) -> list[str]:
                            for p in run.pareto])
 
 
+def _seconds_section(run: RunView) -> list[str]:
+    """Fitness against the time a recipe takes to prune (only where that front has a trade-off to show)."""
+    front = (run.best_payload or {}).get("pareto_seconds") or []
+    if len(front) < 2:
+        return []
+    return ["## Pareto front: fitness vs pruning seconds", "",
+            *_table(["prune s", "fitness", "recipe"],
+                    [[_num(p.get("prune_seconds")), _num(p.get("fitness")), _code(display_text(p.get("canonical", "")))]
+                     for p in front])]
+
+
 def report_markdown(run: RunView, figures: dict[str, Path | None]) -> str:
     lines = [f"# evoprune run `{run.path.name}`", "", _summary(run), ""]
     if not run.finished:
         lines += ["> This run has no final best.json yet: the tables come from its last checkpoint, and perplexities "
                   "are measured when it finishes. Run `evoprune report` again then.", ""]
     for section in (_history_section(run, figures), _best_section(run), _perplexity_section(run, figures),
-                    _pareto_section(run, figures), ["## Protocol", "", *_protocol_lines(run)]):
-        lines += [*section, ""]
+                    _pareto_section(run, figures), _seconds_section(run), ["## Protocol", "", *_protocol_lines(run)]):
+        if section:
+            lines += [*section, ""]
     return "\n".join(lines)
 
 

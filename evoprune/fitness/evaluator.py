@@ -118,8 +118,10 @@ class RecipeEvaluator:
         try:
             values, hashes, hits = [], [], 0
             for sparsity, pattern in self.settings:
-                pruned = self.fitness.prune(scorer, recipe, self.targets(recipe, sparsity, pattern), pattern,
-                                            subset=self.strategy.subset)
+                targets = self.targets(recipe, sparsity, pattern)
+                began = time.perf_counter()
+                pruned = self.fitness.prune(scorer, recipe, targets, pattern, subset=self.strategy.subset)
+                result.prune_seconds += time.perf_counter() - began
                 key = masks_hash(pruned, recipe)
                 hashes.append(key)
                 if key in self.mask_cache:

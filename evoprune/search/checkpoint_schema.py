@@ -21,9 +21,10 @@ def _list_of(kind):
 
 
 def _cache(value) -> bool:
-    """formula -> result: the fields ranking and listing read (fitness, size) must be numbers."""
+    """formula -> result: the fields ranking and selection read (fitness, size, prune_seconds) must be numbers."""
     return isinstance(value, dict) and all(
-        isinstance(r, dict) and _is_number(r.get("fitness")) and _is_int(r.get("size", 0)) for r in value.values())
+        isinstance(r, dict) and _is_number(r.get("fitness")) and _is_int(r.get("size", 0))
+        and _is_number(r.get("prune_seconds")) for r in value.values())
 
 
 def _rng(value) -> bool:

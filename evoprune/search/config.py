@@ -18,8 +18,10 @@ from evoprune.search.value_types import check_value
 RUN_DEFINING = ("leaves", "operators", "powers", "constants", "population", "seed", "init_min_height",
                 "init_max_height", "max_height", "max_size", "cx_prob", "mut_prob", "tournament", "elitism",
                 "seed_baselines", "evaluation", "selection", "allocation_tree", "allocation_delta", "allocation_leaves",
-                "allocation_operators", "allocation_max_size", "refine_choices", "update_choices", "structured")
+                "allocation_operators", "allocation_max_size", "refine_choices", "update_choices", "structured",
+                "objectives")
 SELECTIONS = ("tournament", "nsga2")
+OBJECTIVES = ("fitness", "size", "seconds")
 # Operators an allocation tree may use over the per-layer vectors (rownorm/colnorm need a matrix; pow: `powers`).
 VECTOR_OPERATORS = ("add", "sub", "mul", "div", "neg", "abs", "sqr", "sqrt", "log", "exp", "tanh", "mms", "zscore")
 FREE_EVALUATION_KEYS = ("device",)
@@ -59,6 +61,11 @@ class SearchConfig:
     allocation_max_size: int = 9
     refine_choices: tuple[str, ...] = ("none",)  # categorical gene: drawn from these (none, swaps[:...])
     update_choices: tuple[str, ...] = ("none",)  # categorical gene: none, obs[:...]
+    # NSGA-II's objectives, all minimised: fitness first, then any of `size` (the formulas' node count) and
+    # `seconds` (the time the recipe takes to prune, measured by the evaluator: worth it when an update, 10-100x
+    # the pruning time of a bare mask, competes with none). None: fitness and size. Seconds are measured, so a
+    # run with them repeats from its seed only up to timing noise (a resume replays the seconds it cached).
+    objectives: tuple[str, ...] | None = None
     evaluation: EvalSpec = field(default_factory=EvalSpec)
     # Set: a structured search (formulas summed over units, fitness the shrunk model's validation perplexity)
     structured: StructuredFitness | None = None
@@ -127,6 +134,15 @@ class SearchConfig:
                 raise EvopruneError(f"{key} must list at least one choice (none for the stage off)")
             for text in getattr(self, key):
                 parse(text)
+        if self.objectives is not None:
+            names = self.objectives
+            if self.selection != "nsga2":
+                raise EvopruneError(f"objectives: selection {self.selection} has the one objective fitness; "
+                                    "use selection nsga2 or leave objectives unset")
+            unknown = [n for n in names if n not in OBJECTIVES]
+            if unknown or len(set(names)) != len(names) or not names or names[0] != "fitness":
+                raise EvopruneError(f"objectives must be fitness followed by any of size, seconds (once each), "
+                                    f"got {list(names)}")
         if (any(parse_update(u).name == "sweep" for u in self.update_choices)
                 and any(parse_refine(r).name != "none" for r in self.refine_choices)):
             raise EvopruneError("update_choices: sweep chooses the mask inside the update, so refine_choices "
@@ -137,6 +153,12 @@ class SearchConfig:
         """Individuals are recipes (score tree + allocation tree + stage genes) rather than bare formulas."""
         return (self.allocation_tree or self.selection == "nsga2" or self.refine_choices != ("none",)
                 or self.update_choices != ("none",))
+
+    @property
+    def objective_names(self) -> tuple[str, ...]:
+        """What a recipe search minimises, in the order of the fitness values (see `objectives`; a tournament
+        compares (fitness, size) lexicographically)."""
+        return self.objectives if self.objectives is not None else ("fitness", "size")
 
     def to_dict(self) -> dict:
         return _plain(asdict(self))

@@ -29,7 +29,8 @@ def _clean(result: dict | None, size: int | None) -> dict:
     if not isinstance(fitness, (int, float)) or math.isnan(fitness):
         fitness, reason = math.inf, reason or f"evaluator returned fitness {fitness!r}"
     return {"fitness": float(fitness), "reason": reason, "seconds": float(result.get("seconds") or 0.0),
-            "mask_hash": result.get("mask_hash"), "cached": bool(result.get("cached")), "size": size}
+            "prune_seconds": float(result.get("prune_seconds") or 0.0), "mask_hash": result.get("mask_hash"),
+            "cached": bool(result.get("cached")), "size": size}
 
 
 def evaluate_population(population: list, generation: int, genome, cache: dict, map_fn: MapFn) -> list[dict]:
@@ -37,7 +38,7 @@ def evaluate_population(population: list, generation: int, genome, cache: dict, 
     individuals (`genome.py`); a bare primitive set keys formula trees."""
     key = getattr(genome, "key", lambda ind: canonical_of(ind, genome))
     text = getattr(genome, "text", str)
-    values = getattr(genome, "fitness_values", lambda fitness, size: (fitness,))
+    values = getattr(genome, "fitness_values", lambda result: (result["fitness"],))
     keyed = [key(ind) for ind in population]
     todo: dict[str, int | None] = {}
     for form, size, reason in keyed:
@@ -56,7 +57,7 @@ def evaluate_population(population: list, generation: int, genome, cache: dict, 
     rows, fresh = [], set(todo)
     for ind, (form, _, _) in zip(population, keyed, strict=True):
         result = cache[form]
-        ind.fitness.values = values(result["fitness"], result["size"])
+        ind.fitness.values = values(result)
         new = form in fresh
         fresh.discard(form)
         rows.append({"generation": generation, "formula": text(ind), "canonical": form,

@@ -4,8 +4,9 @@
 `RecipeGenome`: a recipe — the score tree (the individual itself, so DEAP's crossover, mutation and size limits
 apply to it unchanged) plus an allocation tree over the per-layer descriptors (`.alloc`) and categorical stage
 genes (`.refine`, `.update`). Its key is the recipe's canonical JSON (`fitness.candidate.candidate_text`), which
-is what crosses to the evaluators and keys the cache; a plain recipe's key is its bare formula. Fitness has two
-objectives, (fitness, size), minimised: NSGA-II trades them off, a tournament compares them lexicographically.
+is what crosses to the evaluators and keys the cache; a plain recipe's key is its bare formula. Fitness has the
+config's `objective_names`, all minimised (fitness, size and, when updates compete with no update, the pruning
+seconds): NSGA-II trades them off, a tournament compares them lexicographically.
 Individuals stay on the driver (DEAP's creator classes do not pickle across processes); checkpoints hold
 `text(ind)`, plain JSON.
 """
@@ -29,11 +30,13 @@ from evoprune.search.evaluation import canonical_of
 from evoprune.search.primitives import NotExpressible, build_pset, tree_from_string, tree_to_sympy
 from evoprune.search.toolbox import build_toolbox, limit_variation, mutate_tree
 
-if not hasattr(creator, "EvoFitness2"):  # process-global, like toolbox.py's single-objective classes
-    creator.create("EvoFitness2", base.Fitness, weights=(-1.0, -1.0))
-    creator.create("EvoRecipe", gp.PrimitiveTree, fitness=creator.EvoFitness2)
+for _n in (1, 2, 3):  # process-global, like toolbox.py's single-objective classes; one per objective count
+    if not hasattr(creator, f"EvoRecipe{_n}"):
+        creator.create(f"EvoFitness{_n}", base.Fitness, weights=(-1.0,) * _n)
+        creator.create(f"EvoRecipe{_n}", gp.PrimitiveTree, fitness=getattr(creator, f"EvoFitness{_n}"))
 
 PENALTY, NO_SIZE = 1e30, 1e9  # selNSGA2's crowding distance would turn inf - inf into NaN
+SECONDS_FLOOR = 1 / 64  # pruning faster than this is one bucket
 ALLOC_HEIGHT = (1, 2)  # initial allocation trees: small (a few descriptors)
 
 
@@ -57,8 +60,8 @@ class FormulaGenome:
     def key(self, ind) -> tuple[str, int | None, str | None]:
         return canonical_of(ind, self.pset)
 
-    def fitness_values(self, fitness: float, size: int | None) -> tuple[float, ...]:
-        return (fitness,)
+    def fitness_values(self, result: dict) -> tuple[float, ...]:
+        return (result["fitness"],)
 
 
 class RecipeGenome(FormulaGenome):
@@ -69,6 +72,8 @@ class RecipeGenome(FormulaGenome):
     def __init__(self, config: SearchConfig, pset: gp.PrimitiveSet) -> None:
         super().__init__(pset)
         self.config = config
+        self.objectives = config.objective_names
+        self.cls = getattr(creator, f"EvoRecipe{len(self.objectives)}")
         self.alloc_pset = None
         if config.allocation_tree:
             self.alloc_pset = build_pset(config.allocation_leaves, config.allocation_operators, (),
@@ -81,7 +86,7 @@ class RecipeGenome(FormulaGenome):
         return gp.PrimitiveTree(gp.genHalfAndHalf(self.alloc_pset, *ALLOC_HEIGHT))
 
     def individual(self, tree: list):
-        ind = creator.EvoRecipe(tree)
+        ind = self.cls(tree)
         ind.alloc = self.new_alloc()
         ind.refine = random.choice(self.config.refine_choices)
         ind.update = random.choice(self.config.update_choices)
@@ -90,7 +95,7 @@ class RecipeGenome(FormulaGenome):
     def seeded(self, tree: list, refine: str, update: str):
         """A hand-made recipe as an individual: the given score tree, a uniform allocation (a constant tree, which
         ranks every layer equal) and the given stages."""
-        ind = creator.EvoRecipe(tree)
+        ind = self.cls(tree)
         ind.alloc = None
         if self.alloc_pset is not None:
             ind.alloc = (tree_from_string(repr(float(self.config.constants[0])), self.alloc_pset)
@@ -106,7 +111,7 @@ class RecipeGenome(FormulaGenome):
         raw = json.loads(text)
         if not isinstance(raw, dict):
             raise ValueError("a recipe genome is a JSON object")
-        ind = creator.EvoRecipe(tree_from_string(raw["score"], self.pset))
+        ind = self.cls(tree_from_string(raw["score"], self.pset))
         alloc = raw.get("alloc")
         if (alloc is None) != (self.alloc_pset is None):
             raise ValueError("allocation gene does not match the config's allocation_tree")
@@ -135,8 +140,16 @@ class RecipeGenome(FormulaGenome):
             return f"recipe:{self.text(ind)}", None, f"recipe: {type(exc).__name__}: {str(exc)[:200]}"
         return candidate_text(recipe), size + alloc_size, None
 
-    def fitness_values(self, fitness: float, size: int | None) -> tuple[float, ...]:
-        return (fitness if math.isfinite(fitness) else PENALTY, float(size) if size is not None else NO_SIZE)
+    def fitness_values(self, result: dict) -> tuple[float, ...]:
+        """The objectives of a cached result. Seconds are rounded to a power of two: timing noise (a few tens of
+        per cent on a shared machine) must not rank two recipes of the same cost, and an update's cost is
+        10-100x a bare mask's, far more than one bucket."""
+        fitness, size = result["fitness"], result["size"]
+        failed = not math.isfinite(fitness)
+        values = {"fitness": PENALTY if failed else fitness,
+                  "size": float(size) if size is not None else NO_SIZE,
+                  "seconds": PENALTY if failed else seconds_bucket(result.get("prune_seconds") or 0.0)}
+        return tuple(values[name] for name in self.objectives)
 
     # -- variation (registered on the toolbox; DEAP's staticLimit guards the score tree) --------------------
     def mate(self, a, b):
@@ -173,6 +186,11 @@ class RecipeGenome(FormulaGenome):
 
     def _fits(self, tree: gp.PrimitiveTree) -> bool:
         return len(tree) <= self.config.allocation_max_size and tree.height <= 4
+
+
+def seconds_bucket(seconds: float) -> float:
+    """The seconds objective: the nearest power of two (at least `SECONDS_FLOOR`)."""
+    return 2.0 ** round(math.log2(max(seconds, SECONDS_FLOOR)))
 
 
 def build_search(config: SearchConfig) -> tuple[base.Toolbox, FormulaGenome]:

@@ -53,12 +53,13 @@ def diverse_best(cache: dict, n: int) -> list[tuple[str, dict]]:
     return (first + rest)[:n]
 
 
-def pareto_front(cache: dict) -> list[dict]:
-    """Non-dominated (size, fitness) points: for each size, a formula better than every smaller one."""
+def pareto_front(cache: dict, axis: str = "size") -> list[dict]:
+    """Non-dominated (axis, fitness) points, the axis ascending: for each value of `axis` (`size`, the formula's
+    nodes, or `prune_seconds`, the time the recipe took to prune), a candidate better than every cheaper one."""
     front, best_so_far = [], math.inf
-    points = sorted((r["size"], r["fitness"], f) for f, r in cache.items() if math.isfinite(r["fitness"]))
-    for size, fitness, form in points:
+    points = sorted((r.get(axis) or 0.0, r["fitness"], f) for f, r in cache.items() if math.isfinite(r["fitness"]))
+    for value, fitness, form in points:
         if fitness < best_so_far:
-            front.append({"canonical": form, "size": size, "fitness": fitness})
+            front.append({"canonical": form, axis: value, "fitness": fitness})
             best_so_far = fitness
     return front

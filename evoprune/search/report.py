@@ -51,6 +51,7 @@ def best_rows(state: dict, rescore_top: int, perplexity_fn: PerplexityFn | None,
         expr = parse_formula(recipe.score)
         rows.append({"formula": recipe.score, "canonical": form, "recipe": recipe.to_dict(),
                      "fitness": result["fitness"], "size": result["size"], "model_fitness": second.get(form),
+                     "prune_seconds": result.get("prune_seconds"),
                      "perplexity": ppl,
                      "perplexity_error": error, "text": recipe_text(recipe), "latex": to_latex(expr)})
     return rows
@@ -117,7 +118,8 @@ def finish_run(out: Path, state: dict, rescore_top: int, available_leaves: tuple
     `second`: the model fitness of the reselected candidates (`best_rows`)."""
     payload = {"best": best_rows(state, rescore_top, perplexity_fn, second),
                "baselines": baseline_rows(available_leaves, perplexity_fn, recipes, only),
-               "pareto": pareto_front(state["cache"]), "history": state["history"], "protocol": protocol,
+               "pareto": pareto_front(state["cache"]), "pareto_seconds": pareto_front(state["cache"], "prune_seconds"),
+               "history": state["history"], "protocol": protocol,
                "cache": cache_summary(state)}
     run_dir.write_best(out, payload)
     return payload
