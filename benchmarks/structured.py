@@ -38,7 +38,7 @@ from evoprune.jobs.tune_config import load_tune_config
 from evoprune.jobs.tune_problem import TuneProblem
 from evoprune.jobs.tune_space import decode, run_tune
 from evoprune.model.loading import load_model
-from evoprune.structured.measure import count_params, forward_latency
+from evoprune.structured.measure import count_params, forward_latency, paired_forward_latency
 from evoprune.structured.shape import decoder_shape
 from evoprune.structured.tpe import open_study
 
@@ -67,18 +67,29 @@ EVOLVED_CONFIG = Path(__file__).resolve().parents[1] / "search_spaces" / "struct
 TPE_TRIALS = 12  # CPU budget: ~10 s a trial on 2 threads (Taylor's gradient pass over 8 × 128 tokens dominates)
 
 
-def measure(model: torch.nn.Module, eval_ids: torch.Tensor, lat_ids: torch.Tensor, repeats: int) -> dict:
+def measure(model: torch.nn.Module, eval_ids: torch.Tensor, lat_ids: torch.Tensor, repeats: int,
+            dense_model: torch.nn.Module | None = None) -> dict:
+    """Perplexity, parameters and forward latency; with `dense_model`, the latency is taken alternately with the
+    dense model's (`latency_dense_s`, the row's own reference: drift over a long run cancels in the ratio)."""
     start = time.perf_counter()
     ppl = perplexity(model, eval_ids)
-    return {"perplexity": ppl, "eval_seconds": time.perf_counter() - start, "params": count_params(model),
-            "latency_s": forward_latency(model, lat_ids, repeats)}
+    out = {"perplexity": ppl, "eval_seconds": time.perf_counter() - start, "params": count_params(model)}
+    if dense_model is None:
+        return {**out, "latency_s": forward_latency(model, lat_ids, repeats)}
+    out["latency_s"], out["latency_dense_s"] = paired_forward_latency(model, dense_model, lat_ids, repeats)
+    return out
+
+
+def latency_ratio(row: dict, dense: dict) -> float:
+    """Against the row's paired dense passes; rows from before pairing: the run's (or merged run's) dense."""
+    return row["latency_s"] / row.get("latency_dense_s", row.get("run_dense_latency_s", dense["latency_s"]))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--max-eval-tokens", type=int, default=16384)
-    parser.add_argument("--latency-repeats", type=int, default=3)
+    parser.add_argument("--latency-repeats", type=int, default=5)
     parser.add_argument("--ratios", type=float, nargs="+", default=list(RATIOS))
     parser.add_argument("--only", action="append", help="run only this row label (repeatable)")
     parser.add_argument("--tune-trials", type=int, default=TPE_TRIALS, help="TPE trials per ratio")
@@ -123,11 +134,11 @@ def main() -> None:
             selection = shrink_with_scores(model, spec, scores, calibration)
             row = {"method": label, "metric": metric, "structure": structure, "widths": widths, "ratio": ratio,
                    "score_seconds": score_seconds, "uniform": selection.uniform(),
-                   **measure(model, eval_ids, lat_ids, args.latency_repeats)}
+                   **measure(model, eval_ids, lat_ids, args.latency_repeats, loaded.model)}
             row["removed_decoder"] = dense["params"]["decoder"] - row["params"]["decoder"]
             rows.append(row)
             print(f"{label:<32} {ratio:.1f} ppl {row['perplexity']:9.2f} decoder {row['params']['decoder']:,} "
-                  f"latency {row['latency_s'] / dense['latency_s']:.2f}", flush=True)
+                  f"latency {latency_ratio(row, dense):.2f}", flush=True)
             del model
     if not args.only or DEPTH_LABEL in args.only:
         rows += depth_rows(loaded, dense, calib, windows, eval_ids, lat_ids, args)
@@ -160,7 +171,7 @@ def depth_rows(loaded, dense: dict, calib: CalibSpec, windows: torch.Tensor, eva
                "structure": f"{args.depth_structure} + {depth} blocks",
                "widths": "uniform", "ratio": ratio, "score_seconds": score_seconds + search_seconds,
                "uniform": selection.uniform(), "depth_search": {"chosen": depth, "validation_perplexity": tried},
-               **measure(model, eval_ids, lat_ids, args.latency_repeats)}
+               **measure(model, eval_ids, lat_ids, args.latency_repeats, loaded.model)}
         row["removed_decoder"] = dense["params"]["decoder"] - row["params"]["decoder"]
         rows.append(row)
         print(f"{DEPTH_LABEL:<32} {ratio:.1f} ppl {row['perplexity']:9.2f} depth {depth} (validation "
@@ -192,11 +203,11 @@ def tpe_rows(loaded, dense: dict, eval_ids: torch.Tensor, lat_ids: torch.Tensor,
                "tune": {"trials": cfg.n_trials, "startup_trials": cfg.n_startup_trials,
                         "best_objective": study.best_value, "dense_objective": problem.dense_objective,
                         "weights": choice.weights, "windows": list(choice.windows)},
-               **measure(model, eval_ids, lat_ids, args.latency_repeats)}
+               **measure(model, eval_ids, lat_ids, args.latency_repeats, loaded.model)}
         row["removed_decoder"] = dense["params"]["decoder"] - row["params"]["decoder"]
         rows.append(row)
         print(f"{TPE_LABEL:<32} {ratio:.1f} ppl {row['perplexity']:9.2f} decoder {row['params']['decoder']:,} "
-              f"latency {row['latency_s'] / dense['latency_s']:.2f} ({cfg.n_trials} trials, "
+              f"latency {latency_ratio(row, dense):.2f} ({cfg.n_trials} trials, "
               f"{search_seconds:.0f} s)", flush=True)
         del model
     return rows
@@ -240,7 +251,7 @@ def evolved_rows(loaded, dense: dict, calib: CalibSpec, windows: torch.Tensor, e
                            "seeded": config.seed_baselines,
                            "generations": config.generations, "evaluated": payload["cache"]["evaluations"],
                            "candidates": payload["cache"]["candidates"], "seconds": search_seconds},
-               **measure(model, eval_ids, lat_ids, args.latency_repeats)}
+               **measure(model, eval_ids, lat_ids, args.latency_repeats, loaded.model)}
         row["removed_decoder"] = dense["params"]["decoder"] - row["params"]["decoder"]
         rows.append(row)
         print(f"{EVOLVED_LABEL:<32} {ratio:.1f} ppl {row['perplexity']:9.2f} decoder {row['params']['decoder']:,}",
@@ -260,8 +271,9 @@ def write(dense: dict, rows: list[dict], protocol: dict, args: argparse.Namespac
         f"{protocol['evaluation']['max_tokens']:,} tokens in 512-token windows. Calibration: 32 × 256 tokens of "
         "wikitext2 validation, seed 0. Ratio = fraction of the decoder's parameters removed (target); "
         "'removed' is the exact count (FLAP's compensation biases are counted in the decoder). Latency: median "
-        f"of {args.latency_repeats} forward passes of 1×512 tokens after a warm-up, relative to the dense model "
-        f"(dense {dense['latency_s']:.3f} s at the start of the run, {dense['latency_end_s']:.3f} s at its end).",
+        f"of {args.latency_repeats} forward passes of 1×512 tokens after a warm-up, taken alternately with as many "
+        "of the dense model, relative to those dense passes (the dense model alone: "
+        f"{dense['latency_s']:.3f} s at the start of the run, {dense['latency_end_s']:.3f} s at its end).",
         "", f"Dense: perplexity {dense['perplexity']:.2f}, {dense['params']['total']:,} parameters "
         f"({dense['params']['decoder']:,} in the decoder).", "",
         "| method | widths | ratio | perplexity | decoder params | removed | removed % | total params | "
@@ -273,7 +285,7 @@ def write(dense: dict, rows: list[dict], protocol: dict, args: argparse.Namespac
         lines.append(f"| {method} | {r['structure']} {r['widths']} | {r['ratio']:.1f} | "
                      f"{r['perplexity']:.2f} | {r['params']['decoder']:,} | {r['removed_decoder']:,} | "
                      f"{100 * r['removed_decoder'] / dense['params']['decoder']:.2f} | {r['params']['total']:,} | "
-                     f"{r['latency_s'] / r.get('run_dense_latency_s', dense['latency_s']):.2f} |")
+                     f"{latency_ratio(r, dense):.2f} |")
     if any(r.get("separate_run") for r in rows):
         lines += ["", "† measured in a separate run of this script (same protocol, calibration and test text; "
                   "`--only LABEL`), merged with `--report-only --merge`; its latency is relative to that run's "

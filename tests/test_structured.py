@@ -20,7 +20,7 @@ from evoprune.jobs.structured import StructuredSpec, prune_structured, unit_scor
 from evoprune.model.loading import load_model
 from evoprune.structured.allocate import allocate
 from evoprune.structured.budget import make_budget, uniform_counts
-from evoprune.structured.measure import count_params
+from evoprune.structured.measure import count_params, paired_forward_latency
 from evoprune.structured.save import reload_max_abs_diff, save_shrunk
 from evoprune.structured.scores import aggregate_block
 from evoprune.structured.shape import decoder_shape
@@ -243,3 +243,17 @@ def test_shrunk_model_equals_the_dense_model_with_its_units_zeroed(dense, struct
         diff = (shrunk(ids, use_cache=False).logits - masked(ids, use_cache=False).logits).abs().max().item()
     print(f"{structure} {widths}: shrunk vs zeroed max abs diff {diff:.3e}")
     assert diff < 1e-4
+
+
+def test_paired_latency_times_both_models_alternately(dense):
+    loaded = _fresh(dense)
+    calls = []
+    hooks = [model.register_forward_pre_hook(lambda *_, name=name: calls.append(name))
+             for name, model in (("pruned", loaded.model), ("dense", dense.model))]
+    try:
+        mine, theirs = paired_forward_latency(loaded.model, dense.model, torch.zeros(1, 16, dtype=torch.long), 3)
+    finally:
+        for hook in hooks:  # the dense model is the module's fixture
+            hook.remove()
+    assert mine > 0 and theirs > 0
+    assert calls == ["pruned", "dense"] * 4  # a warm-up of each, then alternating passes

@@ -30,6 +30,23 @@ def forward_latency(model: torch.nn.Module, ids: torch.Tensor, repeats: int = 5)
 
 
 @torch.no_grad()
+def paired_forward_latency(model: torch.nn.Module, reference: torch.nn.Module, ids: torch.Tensor,
+                           repeats: int = 5) -> tuple[float, float]:
+    """(median seconds of `model`, of `reference`) over `repeats` forward passes of each, taken alternately after
+    a warm-up of both: a shared machine's drift (the dense model took 0.96 s at the start of a benchmark run and
+    1.28 s at its end) then moves both medians alike instead of the ratio."""
+    model(ids, use_cache=False)
+    reference(ids, use_cache=False)
+    mine, theirs = [], []
+    for _ in range(repeats):
+        for net, times in ((model, mine), (reference, theirs)):
+            start = time.perf_counter()
+            net(ids, use_cache=False)
+            times.append(time.perf_counter() - start)
+    return statistics.median(mine), statistics.median(theirs)
+
+
+@torch.no_grad()
 def generation_latency(model: torch.nn.Module, prompt: torch.Tensor, new_tokens: int = 16, repeats: int = 3) -> float:
     """Median seconds per generated token: greedy decoding of exactly `new_tokens` with the KV cache (what serving
     does, where the smaller KV heads and narrower MLPs of a shrunk model show), after one warm-up."""
