@@ -1,6 +1,7 @@
 """Structured pruning on the embedded model: 10 / 20 / 30 % of the decoder's parameters removed, physically.
 
-Rows: magnitude and Wanda summed per unit (uniform widths, LLM-Pruner's equal ratio per structure), LLM-Pruner's
+Rows: magnitude and Wanda summed per unit (uniform widths, LLM-Pruner's equal ratio per structure; Wanda also by
+LLM-Pruner's l2 and max group reductions, `prune --aggregate`), LLM-Pruner's
 Taylor |W·G| (uniform), FLAP (fluctuation metric, per-layer widths by its standardised global ranking, bias
 compensation), ShortGPT (drop the blocks of lowest influence), Wanda summed per unit with FLAP-style per-layer
 widths, DISP-style residual channel subsets (each sublayer reads and writes its own subset of the hidden
@@ -43,7 +44,7 @@ from evoprune.structured.shape import decoder_shape
 from evoprune.structured.tpe import open_study
 
 RESULTS = Path(__file__).parent / "results"
-# (row label, metric, structure, widths)
+# (row label, metric, structure, widths[, aggregate: how the metric becomes a unit's score; default sum])
 METHODS = [
     ("magnitude-group", "magnitude", "mlp,heads", "uniform"),
     ("Wanda-group", "wanda", "mlp,heads", "uniform"),
@@ -53,6 +54,9 @@ METHODS = [
     ("Wanda-group, per-layer widths", "wanda", "mlp,heads", "per-layer"),
     ("Wanda-group, MLP only", "wanda", "mlp", "uniform"),  # every head kept: what the depth search ends up doing
     ("RIA-group, MLP only", "ria", "mlp", "uniform"),  # the strongest hand-made seed of the evolved row's search
+    # LLM-Pruner's other group reductions (mean = sum here: every MLP channel has as many weights)
+    ("Wanda-group l2, MLP only", "wanda", "mlp", "uniform", "l2"),
+    ("Wanda-group max, MLP only", "wanda", "mlp", "uniform", "max"),
     # DISP-LLM's dimension-independent widths without its hypernetwork: each sublayer's residual channel subset
     # from Wanda summed over the channel's columns in and row out (equal counts, or a global ranking)
     ("DISP-style residual, Wanda", "wanda", "residual", "uniform"),
@@ -122,17 +126,19 @@ def main() -> None:
     dense = {"method": "dense", "ratio": 0.0, **measure(loaded.model, eval_ids, lat_ids, args.latency_repeats)}
     print(f"dense ppl {dense['perplexity']:.2f}", flush=True)
     rows = []
-    for label, metric, structure, widths in METHODS:
+    for label, metric, structure, widths, *rest in METHODS:
         if args.only and label not in args.only:
             continue
+        aggregate = rest[0] if rest else "sum"
         start = time.perf_counter()
-        scores, calibration = unit_scores(loaded, shape, metric, calib, windows)
+        scores, calibration = unit_scores(loaded, shape, metric, calib, windows, aggregate)
         score_seconds = time.perf_counter() - start
         for ratio in args.ratios:
-            spec = StructuredSpec(structure, ratio, metric, widths)
+            spec = StructuredSpec(structure, ratio, metric, widths, aggregate=aggregate)
             model = copy.deepcopy(loaded.model)
             selection = shrink_with_scores(model, spec, scores, calibration)
-            row = {"method": label, "metric": metric, "structure": structure, "widths": widths, "ratio": ratio,
+            row = {"method": label, "metric": metric, "aggregate": aggregate, "structure": structure,
+                   "widths": widths, "ratio": ratio,
                    "score_seconds": score_seconds, "uniform": selection.uniform(),
                    **measure(model, eval_ids, lat_ids, args.latency_repeats, loaded.model)}
             row["removed_decoder"] = dense["params"]["decoder"] - row["params"]["decoder"]
@@ -239,11 +245,13 @@ def evolved_rows(loaded, dense: dict, calib: CalibSpec, windows: torch.Tensor, e
           f"{config.structured.ratio}; {payload['cache']['evaluations']} evaluated in {search_seconds:.0f} s)",
           flush=True)
     shape = decoder_shape(loaded.model.config)
-    scores, _ = unit_scores(loaded, shape, best["formula"], calib, windows)
+    aggregate = config.structured.aggregate
+    scores, _ = unit_scores(loaded, shape, best["formula"], calib, windows, aggregate)
     rows = []
     for ratio in args.ratios:
         model = copy.deepcopy(loaded.model)
-        selection = shrink_with_scores(model, StructuredSpec(structure, ratio, best["formula"], widths), scores, None)
+        selection = shrink_with_scores(model, StructuredSpec(structure, ratio, best["formula"], widths,
+                                                             aggregate=aggregate), scores, None)
         row = {"method": EVOLVED_LABEL, "metric": best["formula"], "structure": structure, "widths": widths,
                "ratio": ratio, "score_seconds": search_seconds, "uniform": selection.uniform(),
                "evolved": {"formula": best["formula"], "text": best["text"], "search_ratio": config.structured.ratio,

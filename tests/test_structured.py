@@ -120,6 +120,46 @@ def test_summed_scores_follow_the_gqa_layout():
     assert agg["mlp"].tolist() == [0, 0, 0, 0, 0, 32.0, 0, 0]
 
 
+def _unit_weights(s: dict, d: int, n_rep: int) -> dict[str, list[torch.Tensor]]:
+    """Every unit's weights, gathered by hand from the LLaMA layout (the definition aggregate_block reduces)."""
+    q, k, v, o = (s[f"self_attn.{n}_proj"] for n in "qkvo")
+    gate, up, down = s["mlp.gate_proj"], s["mlp.up_proj"], s["mlp.down_proj"]
+    heads = [torch.cat([q[h * d:(h + 1) * d].reshape(-1), o[:, h * d:(h + 1) * d].reshape(-1)])
+             for h in range(q.shape[0] // d)]
+    groups = [torch.cat([*heads[g * n_rep:(g + 1) * n_rep], k[g * d:(g + 1) * d].reshape(-1),
+                         v[g * d:(g + 1) * d].reshape(-1)]) for g in range(k.shape[0] // d)]
+    mlp = [torch.cat([gate[c], up[c], down[:, c]]) for c in range(gate.shape[0])]
+    resid_attn = [torch.cat([q[:, j], k[:, j], v[:, j], o[j]]) for j in range(q.shape[1])]
+    resid_mlp = [torch.cat([gate[:, j], up[:, j], down[j]]) for j in range(gate.shape[1])]
+    return {"heads": heads, "groups": groups, "mlp": mlp, "blocks": [torch.cat([t.reshape(-1) for t in s.values()])],
+            "resid_attn": resid_attn, "resid_mlp": resid_mlp}
+
+
+@pytest.mark.parametrize("aggregate,reduce", [
+    ("sum", torch.sum), ("mean", torch.mean), ("l2", lambda t: t.pow(2).sum().sqrt()), ("max", torch.max)])
+def test_every_aggregate_reduces_exactly_the_units_weights(aggregate, reduce):
+    shape = decoder_shape(LlamaConfig(hidden_size=32, intermediate_size=8, num_hidden_layers=1,
+                                      num_attention_heads=4, num_key_value_heads=2, head_dim=8))
+    gen = torch.Generator().manual_seed(0)
+    s = {n: torch.randn(o, i, generator=gen, dtype=torch.float64) for n, (o, i) in {
+        "self_attn.q_proj": (32, 32), "self_attn.k_proj": (16, 32), "self_attn.v_proj": (16, 32),
+        "self_attn.o_proj": (32, 32), "mlp.gate_proj": (8, 32), "mlp.up_proj": (8, 32),
+        "mlp.down_proj": (32, 8)}.items()}
+    agg = aggregate_block(shape, s, aggregate)
+    for kind, units in _unit_weights(s, 8, shape.n_rep).items():
+        expected = torch.stack([reduce(u) for u in units])
+        assert torch.allclose(agg[kind].reshape(-1), expected), kind
+
+
+def test_aggregate_is_checked_before_anything_loads():
+    config = LlamaConfig(hidden_size=32, intermediate_size=8, num_hidden_layers=2, num_attention_heads=4,
+                         num_key_value_heads=2, head_dim=8)
+    with pytest.raises(EvopruneError, match="unknown --aggregate 'median'"):
+        StructuredSpec("mlp", 0.2, "wanda", aggregate="median").check(config)
+    with pytest.raises(EvopruneError, match="--metric flap scores units by its own rule"):
+        StructuredSpec("mlp,heads", 0.2, "flap", "per-layer", aggregate="max").check(config)
+
+
 @pytest.mark.parametrize("ratio", [0.1, 0.2, 0.3])
 @pytest.mark.parametrize("structure", [("mlp",), ("mlp", "heads"), ("mlp", "groups")])
 def test_budgets_are_exact_on_the_embedded_shape(ratio, structure):
@@ -189,6 +229,8 @@ def test_tiny_llama_per_layer_query_heads_reload(tmp_path):
     (["--structure", "blocks", "--ratio", "0.3"], "cannot be met"),
     (["--structure", "mlp", "--metric", "shortgpt"], "shortgpt"),
     (["--structure", "mlp", "--metric", "sparsegpt"], "no per-weight score"),
+    (["--structure", "mlp", "--aggregate", "median"], "unknown --aggregate"),
+    (["--aggregate", "max"], "needs --structure"),
 ])
 def test_bad_input_is_one_error_line_and_writes_nothing(truncated_model_dir, tmp_path, capsys, args, message):
     out = tmp_path / "out"
@@ -257,3 +299,14 @@ def test_paired_latency_times_both_models_alternately(dense):
             hook.remove()
     assert mine > 0 and theirs > 0
     assert calls == ["pruned", "dense"] * 4  # a warm-up of each, then alternating passes
+
+
+def test_another_aggregate_reaches_the_selection(dense):
+    """`aggregate` reaches the unit scores: l2 and max keep other MLP channels than the sum, at the same budget."""
+    kept, params = {}, set()
+    for aggregate in ("sum", "l2", "max"):
+        loaded = _fresh(dense)
+        selection = prune_structured(loaded, StructuredSpec("mlp", 0.1, "wanda", aggregate=aggregate), CALIB)
+        kept[aggregate] = [layer.mlp.tolist() for layer in selection.layers]
+        params.add(count_params(loaded.model)["decoder"])
+    assert kept["l2"] != kept["sum"] and kept["max"] != kept["sum"] and len(params) == 1

@@ -62,6 +62,9 @@ def prune(
     ratio: float = typer.Option(0.2, "--ratio", help="With --structure: fraction of decoder parameters removed."),
     widths: str = typer.Option("uniform", "--widths", help="With --structure: uniform or per-layer."),
     tolerance: float = typer.Option(0.005, "--tolerance", help="With --structure: allowed overshoot (fraction)."),
+    aggregate: str = typer.Option("sum", "--aggregate", help="With --structure: how a per-weight metric becomes a "
+                                  "unit's score: sum, mean (over the unit's weights), l2 (root of summed "
+                                  "squares) or max (LLM-Pruner's group reductions)."),
     depth: str = typer.Option("0", "--depth", help="With --structure (width units, uniform): also remove this many "
                               "whole blocks (least influential first), or auto: the depth with the lowest "
                               "perplexity on validation windows."),
@@ -69,6 +72,8 @@ def prune(
     nsamples: int = opt.NSamples, seqlen: int = opt.SeqLen, seed: int = opt.Seed,
 ) -> None:
     """Prune a model and save it (safetensors) with report.json."""
+    if structure is None and aggregate != "sum":
+        raise EvopruneError("--aggregate reduces a metric over structured units: it needs --structure")
     if structure is not None and save_format != "safetensors":
         raise EvopruneError("--save-format compressed-tensors stores sparse weights; --structure makes them smaller "
                             "instead (save it as safetensors)")
@@ -76,7 +81,7 @@ def prune(
         from evoprune.cli.commands_structured import prune_structured
 
         return prune_structured(structure, ratio, widths, tolerance, metric, out, force, model, device, dtype,
-                                calib, nsamples, seqlen, seed, depth)
+                                calib, nsamples, seqlen, seed, depth, aggregate)
     from evoprune.jobs.prune import PruneSpec, prune_job, resolve_recipe, with_file_stages
     from evoprune.paths import check_output_dir
 

@@ -27,11 +27,11 @@ def parse_depth(text: str) -> int | None:
 
 def prune_structured(structure: str, ratio: float, widths: str, tolerance: float, metric: str, out: Path,
                      force: bool, model: str, device: str, dtype: str, calib: str, nsamples: int, seqlen: int,
-                     seed: int, depth: str = "0") -> None:
+                     seed: int, depth: str = "0", aggregate: str = "sum") -> None:
     from evoprune.jobs.structured import StructuredSpec, check_structured, structured_job
     from evoprune.paths import check_output_dir
 
-    spec = StructuredSpec(structure, ratio, metric, widths, tolerance, parse_depth(depth))
+    spec = StructuredSpec(structure, ratio, metric, widths, tolerance, parse_depth(depth), aggregate)
     check_structured(model, spec, seqlen)
     calib_spec = opt.calib_spec(calib, nsamples, seqlen, seed)
     load_text(calib, "calib")
@@ -44,7 +44,8 @@ def prune_structured(structure: str, ratio: float, widths: str, tolerance: float
         console.print("depth (validation perplexity): " + ", ".join(f"{d}: {p:.2f}" for d, p in tried.items())
                       + f" -> {report['depth_search']['chosen']}")
     kept = len(report["blocks_kept"])
-    console.print(f"shrunk {structure} by {metric} ({widths}, {kept} blocks kept): removed "
+    by = metric if aggregate == "sum" else f"{metric} ({aggregate} per unit)"
+    console.print(f"shrunk {structure} by {by} ({widths}, {kept} blocks kept): removed "
                   f"{params['removed_decoder']:,} decoder "
                   f"parameters ({params['removed_fraction_of_decoder']:.4f}; target {params['target_removed']:,}), "
                   f"{params['dense']['total']:,} -> {params['pruned']['total']:,} in all; forward latency "

@@ -1,11 +1,12 @@
 """The structured evaluator: scores a formula (a candidate string over the leaves W and X) by the model it shrinks.
 
-The formula's per-weight scores are summed over every unit (`summed_scores`, the same as `prune --structure
---metric FORMULA`), widths are allocated under the exact parameter budget, a copy of the dense model is shrunk, and
-the fitness is its perplexity on validation windows. Calibration is the search's `evaluation` section (the same
-windows `prune` draws), so the search's best formula applied by `prune --structure` gives the model it was scored
-on. Same interface as the unstructured `Evaluator` (`evaluate`, `perplexity`, `protocol`), so the in-process pool
-and the Ray actors run it unchanged (the factory path is the only difference).
+The formula's per-weight scores are aggregated over every unit (`summed_scores` with `structured.aggregate`, the
+same as `prune --structure --metric FORMULA --aggregate ...`), widths are allocated under the exact parameter
+budget, a copy of the dense model is shrunk, and the fitness is its perplexity on validation windows. Calibration
+is the search's `evaluation` section (the same windows `prune` draws), so the search's best formula applied by
+`prune --structure` gives the model it was scored on. Same interface as the unstructured `Evaluator` (`evaluate`,
+`perplexity`, `protocol`), so the in-process pool and the Ray actors run it unchanged (the factory path is the
+only difference).
 """
 
 from __future__ import annotations
@@ -59,7 +60,8 @@ class StructuredEvaluator:
                                 "evaluation.leaves")
         self.spec, self.fit = ev, fit
         self.loaded = load_model(ev.model, ev.device, ev.dtype)
-        self.structured = StructuredSpec(fit.structure, fit.ratio, "formula", fit.widths, depth=0)
+        self.structured = StructuredSpec(fit.structure, fit.ratio, "formula", fit.widths, depth=0,
+                                         aggregate=fit.aggregate)
         self.shape, _ = self.structured.check(self.loaded.model.config)  # a budget no width meets: refused here
         self.calib = CalibSpec(ev.calib, ev.nsamples, ev.seqlen, ev.seed)
         moments = calibrate(self.loaded.model, calib_windows(self.loaded, self.calib)).moments
@@ -81,7 +83,7 @@ class StructuredEvaluator:
             w = lin.weight.detach().float()  # constant or non-finite scores rank nothing: a failed candidate
             return checked_scores(scorer, {"W": w, "X": self.x[f"{i}.{name}"].to(w.device)}, f"{i}.{name}")
 
-        return summed_scores(self.loaded.model, self.shape, weight_score)
+        return summed_scores(self.loaded.model, self.shape, weight_score, self.fit.aggregate)
 
     def selection(self, candidate: str) -> tuple[Selection, str]:
         """The units the candidate keeps, and their hash (equal hashes, equal shrunk models)."""

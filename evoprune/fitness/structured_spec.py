@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from evoprune.errors import EvopruneError
 from evoprune.fitness.spec import EvalSpec
 from evoprune.structured.budget import WIDTHS
+from evoprune.structured.scores import AGGREGATES
 from evoprune.structured.shape import parse_structures
 
 
@@ -21,6 +22,7 @@ class StructuredFitness:
     objective_windows: int = 8
     objective_seqlen: int = 256
     objective_seed: int = 1
+    aggregate: str = "sum"  # the formula's per-weight scores over a unit: sum, mean, l2, max (scores.AGGREGATES)
 
     def __post_init__(self) -> None:
         if "blocks" in parse_structures(self.structure):
@@ -28,6 +30,8 @@ class StructuredFitness:
                                 "formula; search over mlp, heads or groups")
         if self.widths not in WIDTHS:
             raise EvopruneError(f"structured.widths: unknown {self.widths!r} (use {', '.join(WIDTHS)})")
+        if self.aggregate not in AGGREGATES:
+            raise EvopruneError(f"structured.aggregate: unknown {self.aggregate!r} (use {', '.join(AGGREGATES)})")
         if not 0 < self.ratio < 1:
             raise EvopruneError(f"structured.ratio must be in (0, 1), got {self.ratio}")
         if self.objective_windows < 1 or self.objective_seqlen < 2:

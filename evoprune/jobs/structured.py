@@ -53,8 +53,8 @@ def _weight_method(metric: str, seqlen: int):
 
 
 def _summed(loaded: LoadedModel, shape: DecoderShape, metric: str, calib: CalibSpec,
-            windows: torch.Tensor) -> tuple[UnitScores, Calibration | None]:
-    """Per-weight scores summed over units, and the calibration pass when one was needed (a W/X metric), so that
+            windows: torch.Tensor, aggregate: str = "sum") -> tuple[UnitScores, Calibration | None]:
+    """Per-weight scores aggregated over units, and the calibration pass when one was needed (a W/X metric), so that
     a caller needing it too (block influence for `--depth`) does not run it again."""
     method = _weight_method(metric, calib.seqlen)
     leaves_needed = set(method.leaves)
@@ -76,19 +76,20 @@ def _summed(loaded: LoadedModel, shape: DecoderShape, metric: str, calib: CalibS
         extra = {} if stats is None else {k: v.to(w.device).float() for k, v in stats[f"{i}.{name}"].items()}
         return method.scorer({"W": w, **extra})
 
-    return summed_scores(loaded.model, shape, weight_score), calibration
+    return summed_scores(loaded.model, shape, weight_score, aggregate), calibration
 
 
 def unit_scores(loaded: LoadedModel, shape: DecoderShape, metric: str, calib: CalibSpec,
-                windows: torch.Tensor) -> tuple[UnitScores, Calibration | None]:
+                windows: torch.Tensor, aggregate: str = "sum") -> tuple[UnitScores, Calibration | None]:
+    """The units' scores by `metric`; a per-weight one (Taylor's included) aggregated by `aggregate`."""
     if metric in ("flap", "shortgpt"):
         calibration = calibrate(loaded.model, windows)
         scores = flap_scores(loaded.model, shape, calibration) if metric == "flap" else shortgpt_scores(calibration)
         return scores, calibration
     if metric == "taylor":
         taylor = taylor_scores(loaded.model, windows)
-        return summed_scores(loaded.model, shape, lambda i, name, _lin: taylor[f"{i}.{name}"]), None
-    return _summed(loaded, shape, metric, calib, windows)
+        return summed_scores(loaded.model, shape, lambda i, name, _lin: taylor[f"{i}.{name}"], aggregate), None
+    return _summed(loaded, shape, metric, calib, windows, aggregate)
 
 
 def prune_structured(loaded: LoadedModel, spec: StructuredSpec, calib: CalibSpec,
@@ -97,7 +98,7 @@ def prune_structured(loaded: LoadedModel, spec: StructuredSpec, calib: CalibSpec
     With `depth`, blocks are ranked by ShortGPT's influence; `depth=None` is chosen on validation windows first."""
     shape, _ = spec.check(loaded.model.config)
     windows = calib_windows(loaded, calib) if spec.metric != "magnitude" or spec.depth != 0 else None
-    scores, calibration = unit_scores(loaded, shape, spec.metric, calib, windows)
+    scores, calibration = unit_scores(loaded, shape, spec.metric, calib, windows, spec.aggregate)
     if spec.depth != 0:
         calibration = calibration or calibrate(loaded.model, windows)
         scores = {**scores, "blocks": calibration.block_influence}

@@ -17,9 +17,16 @@ from __future__ import annotations
 import torch
 
 
-def residual_channel_sums(s: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """One block's per-weight scores ([out, in] per Linear, LLaMA names) → [hidden] per sublayer."""
-    attn = (s["self_attn.q_proj"].sum(0) + s["self_attn.k_proj"].sum(0) + s["self_attn.v_proj"].sum(0)
-            + s["self_attn.o_proj"].sum(1))
-    mlp = s["mlp.gate_proj"].sum(0) + s["mlp.up_proj"].sum(0) + s["mlp.down_proj"].sum(1)
-    return {"resid_attn": attn, "resid_mlp": mlp}
+def residual_channel_sums(s: dict[str, torch.Tensor], reduce=torch.sum, join=torch.add) -> dict[str, torch.Tensor]:
+    """One block's per-weight scores ([out, in] per Linear, LLaMA names) → [hidden] per sublayer: summed, or
+    reduced over each tensor's part by `reduce(t, dim)` and the parts joined by `join` (max: amax, maximum)."""
+    def over(*parts):
+        out = None
+        for name, dim in parts:
+            value = reduce(s[name], dim)
+            out = value if out is None else join(out, value)
+        return out
+
+    return {"resid_attn": over(("self_attn.q_proj", 0), ("self_attn.k_proj", 0), ("self_attn.v_proj", 0),
+                               ("self_attn.o_proj", 1)),
+            "resid_mlp": over(("mlp.gate_proj", 0), ("mlp.up_proj", 0), ("mlp.down_proj", 1))}

@@ -19,6 +19,7 @@ from evoprune.structured.budget import (
     uniform_counts,
 )
 from evoprune.structured.calibration import Calibration
+from evoprune.structured.scores import AGGREGATES
 from evoprune.structured.selection import Selection
 from evoprune.structured.shape import DecoderShape, decoder_shape, parse_structures
 from evoprune.structured.shrink import shrink_model
@@ -34,12 +35,18 @@ class StructuredSpec:
     # Whole blocks (least influential, ShortGPT's score) removed beside the widths; None: chosen by perplexity on
     # validation windows among 0 .. the most that leaves the widths a share (`choose_depth`).
     depth: int | None = 0
+    aggregate: str = "sum"  # how a per-weight metric becomes a unit's score (scores.AGGREGATES)
 
     def check(self, config) -> tuple[DecoderShape, Budget]:
         """Everything that can fail from the config alone: runs before the model loads."""
         structures = parse_structures(self.structure)
         if self.widths not in WIDTHS:
             raise EvopruneError(f"unknown --widths {self.widths!r} (use {', '.join(WIDTHS)})")
+        if self.aggregate not in AGGREGATES:
+            raise EvopruneError(f"unknown --aggregate {self.aggregate!r} (use {', '.join(AGGREGATES)})")
+        if self.aggregate != "sum" and self.metric in ("flap", "shortgpt"):
+            raise EvopruneError(f"--metric {self.metric} scores units by its own rule: --aggregate applies to "
+                                "per-weight metrics (and taylor)")
         if self.metric == "shortgpt" and structures != ("blocks",):
             raise EvopruneError("--metric shortgpt scores whole blocks: use --structure blocks")
         if self.metric == "flap" and "blocks" in structures:
