@@ -68,6 +68,10 @@ TPE_CONFIG = Path(__file__).resolve().parents[1] / "search_spaces" / "adapruner.
 DEPTH_LABEL = "evoprune depth+width (depth on validation)"
 EVOLVED_LABEL = "evoprune evolved metric (GP on validation)"
 EVOLVED_CONFIG = Path(__file__).resolve().parents[1] / "search_spaces" / "structured.yaml"
+# LoRA recovery (`prune --recover-steps`), reported as extra rows: LLM-Pruner's own protocol recovers its pruned
+# model this way, so its Taylor row and the evolved row are compared again after the same short fine-tune.
+RECOVER_LABELS = ("LLM-Pruner Taylor", "evoprune evolved metric (GP on validation)")
+RECOVER_STEPS, RECOVER_RATIOS = 40, (0.2,)
 TPE_TRIALS = 12  # CPU budget: ~10 s a trial on 2 threads (Taylor's gradient pass over 8 × 128 tokens dominates)
 
 
@@ -84,6 +88,25 @@ def measure(model: torch.nn.Module, eval_ids: torch.Tensor, lat_ids: torch.Tenso
     return out
 
 
+def recovered_row(row: dict, model: torch.nn.Module, loaded, eval_ids: torch.Tensor, lat_ids: torch.Tensor,
+                  args: argparse.Namespace) -> dict | None:
+    """The row's shrunk model after LoRA recovery (merged), measured like every row; None where not asked."""
+    if row["method"] not in RECOVER_LABELS or row["ratio"] not in args.recover_ratios or not args.recover_steps:
+        return None
+    from evoprune.jobs.structured import recover
+    from evoprune.structured.recover import RecoverySpec, recovery_windows
+
+    spec = RecoverySpec(steps=args.recover_steps)
+    holder = copy.copy(loaded)
+    holder.model = model
+    record = recover(holder, recovery_windows(loaded.tokenizer, "wikitext2", spec), spec)
+    out = {**row, "method": f"{row['method']} + LoRA ({spec.steps} steps)", "recovery": record,
+           **measure(holder.model, eval_ids, lat_ids, args.latency_repeats, loaded.model)}
+    print(f"{out['method']:<32} {row['ratio']:.1f} ppl {out['perplexity']:9.2f} (before {row['perplexity']:.2f}; "
+          f"{record['seconds']:.0f} s)", flush=True)
+    return out
+
+
 def latency_ratio(row: dict, dense: dict) -> float:
     """Against the row's paired dense passes; rows from before pairing: the run's (or merged run's) dense."""
     return row["latency_s"] / row.get("latency_dense_s", row.get("run_dense_latency_s", dense["latency_s"]))
@@ -97,6 +120,9 @@ def main() -> None:
     parser.add_argument("--ratios", type=float, nargs="+", default=list(RATIOS))
     parser.add_argument("--only", action="append", help="run only this row label (repeatable)")
     parser.add_argument("--tune-trials", type=int, default=TPE_TRIALS, help="TPE trials per ratio")
+    parser.add_argument("--recover-steps", type=int, default=RECOVER_STEPS,
+                        help="LoRA recovery steps of the recovered rows (0: none)")
+    parser.add_argument("--recover-ratios", type=float, nargs="+", default=list(RECOVER_RATIOS))
     parser.add_argument("--results", type=Path, default=RESULTS, help="where structured.md/.json go")
     parser.add_argument("--report-only", action="store_true", help="rewrite structured.md from structured.json")
     parser.add_argument("--merge", type=Path, default=None,
@@ -145,6 +171,7 @@ def main() -> None:
             rows.append(row)
             print(f"{label:<32} {ratio:.1f} ppl {row['perplexity']:9.2f} decoder {row['params']['decoder']:,} "
                   f"latency {latency_ratio(row, dense):.2f}", flush=True)
+            rows += filter(None, [recovered_row(row, model, loaded, eval_ids, lat_ids, args)])
             del model
     if not args.only or DEPTH_LABEL in args.only:
         rows += depth_rows(loaded, dense, calib, windows, eval_ids, lat_ids, args)
@@ -264,6 +291,7 @@ def evolved_rows(loaded, dense: dict, calib: CalibSpec, windows: torch.Tensor, e
         rows.append(row)
         print(f"{EVOLVED_LABEL:<32} {ratio:.1f} ppl {row['perplexity']:9.2f} decoder {row['params']['decoder']:,}",
               flush=True)
+        rows += filter(None, [recovered_row(row, model, loaded, eval_ids, lat_ids, args)])
         del model
     return rows
 
@@ -301,7 +329,8 @@ def write(dense: dict, rows: list[dict], protocol: dict, args: argparse.Namespac
     lines += goal_lines(rows)
     lines += depth_notes([r for r in rows if "depth_search" in r])
     lines += tpe_notes([r for r in rows if "tune" in r])
-    lines += evolved_notes([r for r in rows if "evolved" in r])
+    lines += evolved_notes([r for r in rows if "evolved" in r and "recovery" not in r])
+    lines += recovery_notes([r for r in rows if "recovery" in r], rows)
     (results / "structured.md").write_text("\n".join(lines) + "\n")
 
 
@@ -376,6 +405,26 @@ def evolved_notes(rows: list[dict]) -> list[str]:
             + ("; generation 0 holds the built-in scores W and X can write (magnitude, Wanda, RIA)" if e.get("seeded")
                else "") + ". Its best, applied unchanged at every ratio with the other rows' calibration: "
             f"`{e['formula']}` ({e['text']}; validation perplexity {e['validation_perplexity']:.2f})."]
+
+
+def recovery_notes(recovered: list[dict], rows: list[dict]) -> list[str]:
+    """LoRA recovery, apart from the goal lines (those compare the pruning alone)."""
+    if not recovered:
+        return []
+    r0 = recovered[0]["recovery"]
+    out = ["", f"LoRA recovery (`prune --structure ... --recover-steps {r0['steps']}`, reported apart: the goal lines "
+           f"above compare pruning alone): rank {r0['rank']}, lr {r0['lr']:g}, {r0['steps']} AdamW steps of "
+           f"{r0['batch']} × {r0['windows'][1]} tokens drawn from {r0['windows'][0]} windows of wikitext2 validation, "
+           "adapters on every projection merged into the weights (the saved model is a plain checkpoint); "
+           f"validation perplexity on {r0['validation_windows'][0]} other validation windows before → after:", ""]
+    for r in recovered:
+        base = next(b for b in rows if "recovery" not in b and b["ratio"] == r["ratio"]
+                    and r["method"].startswith(b["method"]))
+        rec = r["recovery"]
+        out.append(f"- {base['method']} at {r['ratio']:.1f}: test {base['perplexity']:.2f} → {r['perplexity']:.2f}; "
+                   f"validation {rec['validation_perplexity_before']:.2f} → {rec['validation_perplexity_after']:.2f}; "
+                   f"loss {rec['loss_first']:.3f} → {rec['loss_last']:.3f}; {rec['seconds']:.0f} s")
+    return out
 
 
 if __name__ == "__main__":

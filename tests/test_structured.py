@@ -231,6 +231,9 @@ def test_tiny_llama_per_layer_query_heads_reload(tmp_path):
     (["--structure", "mlp", "--metric", "sparsegpt"], "no per-weight score"),
     (["--structure", "mlp", "--aggregate", "median"], "unknown --aggregate"),
     (["--aggregate", "max"], "needs --structure"),
+    (["--recover-steps", "4"], "needs --structure"),
+    (["--structure", "mlp", "--recover-steps", "-1"], "--recover-steps must be >= 0"),
+    (["--structure", "mlp", "--recover-steps", "2", "--recover-lr", "0"], "--recover-lr > 0"),
 ])
 def test_bad_input_is_one_error_line_and_writes_nothing(truncated_model_dir, tmp_path, capsys, args, message):
     out = tmp_path / "out"
@@ -310,3 +313,25 @@ def test_another_aggregate_reaches_the_selection(dense):
         kept[aggregate] = [layer.mlp.tolist() for layer in selection.layers]
         params.add(count_params(loaded.model)["decoder"])
     assert kept["l2"] != kept["sum"] and kept["max"] != kept["sum"] and len(params) == 1
+
+
+@pytest.mark.slow
+def test_lora_recovery_lowers_held_out_perplexity_and_saves_a_plain_checkpoint(dense, tmp_path):
+    from evoprune.jobs.structured import recover
+    from evoprune.structured.recover import RecoverySpec, recovery_windows
+
+    loaded = _fresh(dense)
+    prune_structured(loaded, StructuredSpec("mlp", 0.2, "wanda"), CALIB)
+    shapes = {n: tuple(p.shape) for n, p in loaded.model.named_parameters()}
+    spec = RecoverySpec(steps=12, lr=1e-3, samples=32, seqlen=64, validation=8)
+    train, validation = windows = recovery_windows(loaded.tokenizer, "wikitext2", spec)
+    assert not set(map(tuple, train.tolist())) & set(map(tuple, validation.tolist()))  # held out
+    record = recover(loaded, windows, spec)
+    assert record["loss_last"] < record["loss_first"]
+    assert record["validation_perplexity_after"] < record["validation_perplexity_before"]
+    # merged: the same tensors as before, plain Linear layers, nothing left to train
+    assert {n: tuple(p.shape) for n, p in loaded.model.named_parameters()} == shapes
+    assert not any("lora" in n for n, _ in loaded.model.named_modules())
+    assert not any(p.requires_grad for p in loaded.model.parameters())
+    save_shrunk(loaded.model, loaded.tokenizer, tmp_path, {})
+    assert reload_max_abs_diff(loaded.model, tmp_path, torch.arange(20).unsqueeze(0)) < 1e-4

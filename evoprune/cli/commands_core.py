@@ -65,6 +65,11 @@ def prune(
     aggregate: str = typer.Option("sum", "--aggregate", help="With --structure: how a per-weight metric becomes a "
                                   "unit's score: sum, mean (over the unit's weights), l2 (root of summed "
                                   "squares) or max (LLM-Pruner's group reductions)."),
+    recover_steps: int = typer.Option(0, "--recover-steps", help="With --structure: fine-tune LoRA adapters (peft) "
+                                      "for this many steps on the calibration text's validation split and merge "
+                                      "them (0: no recovery; reported apart in report.json)."),
+    recover_lr: float = typer.Option(2e-4, "--recover-lr", help="With --recover-steps: AdamW learning rate."),
+    recover_rank: int = typer.Option(8, "--recover-rank", help="With --recover-steps: LoRA rank."),
     depth: str = typer.Option("0", "--depth", help="With --structure (width units, uniform): also remove this many "
                               "whole blocks (least influential first), or auto: the depth with the lowest "
                               "perplexity on validation windows."),
@@ -74,6 +79,8 @@ def prune(
     """Prune a model and save it (safetensors) with report.json."""
     if structure is None and aggregate != "sum":
         raise EvopruneError("--aggregate reduces a metric over structured units: it needs --structure")
+    if structure is None and recover_steps:
+        raise EvopruneError("--recover-steps fine-tunes a shrunk model: it needs --structure")
     if structure is not None and save_format != "safetensors":
         raise EvopruneError("--save-format compressed-tensors stores sparse weights; --structure makes them smaller "
                             "instead (save it as safetensors)")
@@ -81,7 +88,8 @@ def prune(
         from evoprune.cli.commands_structured import prune_structured
 
         return prune_structured(structure, ratio, widths, tolerance, metric, out, force, model, device, dtype,
-                                calib, nsamples, seqlen, seed, depth, aggregate)
+                                calib, nsamples, seqlen, seed, depth, aggregate,
+                                (recover_steps, recover_lr, recover_rank))
     from evoprune.jobs.prune import PruneSpec, prune_job, resolve_recipe, with_file_stages
     from evoprune.paths import check_output_dir
 

@@ -27,22 +27,32 @@ def parse_depth(text: str) -> int | None:
 
 def prune_structured(structure: str, ratio: float, widths: str, tolerance: float, metric: str, out: Path,
                      force: bool, model: str, device: str, dtype: str, calib: str, nsamples: int, seqlen: int,
-                     seed: int, depth: str = "0", aggregate: str = "sum") -> None:
+                     seed: int, depth: str = "0", aggregate: str = "sum",
+                     recover: tuple[int, float, int] = (0, 2e-4, 8)) -> None:
     from evoprune.jobs.structured import StructuredSpec, check_structured, structured_job
     from evoprune.paths import check_output_dir
+    from evoprune.structured.recover import RecoverySpec
 
     spec = StructuredSpec(structure, ratio, metric, widths, tolerance, parse_depth(depth), aggregate)
     check_structured(model, spec, seqlen)
+    steps, lr, rank = recover
+    recovery = RecoverySpec(steps=steps, lr=lr, rank=rank, seed=seed)
+    recovery.check()
     calib_spec = opt.calib_spec(calib, nsamples, seqlen, seed)
     load_text(calib, "calib")
     check_output_dir(out, force)
     loaded = opt.load(model, device, dtype)
-    report = structured_job(loaded, spec, calib_spec, out, force)
+    report = structured_job(loaded, spec, calib_spec, out, force, recovery)
     params, latency = report["params"], report["latency"]
     if "depth_search" in report:
         tried = report["depth_search"]["validation_perplexity"]
         console.print("depth (validation perplexity): " + ", ".join(f"{d}: {p:.2f}" for d, p in tried.items())
                       + f" -> {report['depth_search']['chosen']}")
+    if "recovery" in report:
+        rec = report["recovery"]
+        console.print(f"LoRA recovery: {rec['steps']} steps in {rec['seconds']:.0f}s, loss {rec['loss_first']:.3f} "
+                      f"-> {rec['loss_last']:.3f}; validation perplexity {rec['validation_perplexity_before']:.2f} "
+                      f"-> {rec['validation_perplexity_after']:.2f}")
     kept = len(report["blocks_kept"])
     by = metric if aggregate == "sum" else f"{metric} ({aggregate} per unit)"
     console.print(f"shrunk {structure} by {by} ({widths}, {kept} blocks kept): removed "

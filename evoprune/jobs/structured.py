@@ -18,6 +18,7 @@ from evoprune.structured.allocate import UnitScores
 from evoprune.structured.budget import max_depth
 from evoprune.structured.calibration import Calibration, calibrate
 from evoprune.structured.measure import count_params, forward_latency, generation_latency
+from evoprune.structured.recover import RecoverySpec, lora_recover, recovery_windows
 from evoprune.structured.save import reload_max_abs_diff, save_shrunk, write_report
 from evoprune.structured.scores import flap_scores, shortgpt_scores, summed_scores
 from evoprune.structured.selection import Selection
@@ -141,6 +142,19 @@ def choose_depth(loaded: LoadedModel, spec: StructuredSpec, scores: UnitScores, 
     return best, tried
 
 
+def recover(loaded: LoadedModel, windows: tuple[torch.Tensor, torch.Tensor], recovery: RecoverySpec) -> dict:
+    """LoRA recovery of the shrunk `loaded.model` in place (merged) on `windows` = (training, validation) from
+    `recovery_windows`, with the perplexity before and after on the validation windows it was not trained on."""
+    from evoprune.data.perplexity import perplexity
+
+    train, validation = windows
+    validation = validation.to(next(loaded.model.parameters()).device)
+    before = perplexity(loaded.model, validation)
+    loaded.model, record = lora_recover(loaded.model, train, recovery)
+    return {**record, "validation_windows": list(validation.shape), "validation_perplexity_before": before,
+            "validation_perplexity_after": perplexity(loaded.model, validation)}
+
+
 def latency_ids(loaded: LoadedModel) -> torch.Tensor:
     """A fixed 1×512 input: latency depends on the shape, not on the token values."""
     vocab = loaded.model.config.vocab_size
@@ -148,9 +162,12 @@ def latency_ids(loaded: LoadedModel) -> torch.Tensor:
 
 
 def structured_job(loaded: LoadedModel, spec: StructuredSpec, calib: CalibSpec, out: Path,
-                   force: bool = False) -> dict:
-    """Shrink, save to `out` and return the report written to `out/report.json`."""
+                   force: bool = False, recovery: RecoverySpec | None = None) -> dict:
+    """Shrink (then, with `recovery.steps`, fine-tune LoRA adapters and merge them), save to `out` and return the
+    report written to `out/report.json`."""
     shape, budget = spec.check(loaded.model.config)
+    # a text too short for the recovery's windows fails here, before the output directory is claimed
+    windows = recovery_windows(loaded.tokenizer, calib.data, recovery) if recovery and recovery.steps else None
     claim_output_dir(out, force)
     ids = latency_ids(loaded)
     dense_params, dense_latency = count_params(loaded.model), forward_latency(loaded.model, ids)
@@ -160,6 +177,8 @@ def structured_job(loaded: LoadedModel, spec: StructuredSpec, calib: CalibSpec, 
     searched: dict = {}
     selection = prune_structured(loaded, spec, calib, searched)
     seconds = time.perf_counter() - start
+    if windows is not None:
+        searched["recovery"] = recover(loaded, windows, recovery)
     params = count_params(loaded.model)
     report = {
         "protocol": protocol_record(loaded, calib, None), "structured": asdict(spec),
