@@ -19,7 +19,7 @@ from evoprune.errors import EvopruneError
 from evoprune.jobs.structured import StructuredSpec, prune_structured, unit_scores
 from evoprune.model.loading import load_model
 from evoprune.structured.allocate import allocate
-from evoprune.structured.budget import make_budget, uniform_counts
+from evoprune.structured.budget import PROFILE_GRID, make_budget, parse_widths, profile_counts, uniform_counts
 from evoprune.structured.measure import count_params, paired_forward_latency
 from evoprune.structured.save import reload_max_abs_diff, save_shrunk
 from evoprune.structured.scores import aggregate_block
@@ -234,6 +234,10 @@ def test_tiny_llama_per_layer_query_heads_reload(tmp_path):
     (["--recover-steps", "4"], "needs --structure"),
     (["--structure", "mlp", "--recover-steps", "-1"], "--recover-steps must be >= 0"),
     (["--structure", "mlp", "--recover-steps", "2", "--recover-lr", "0"], "--recover-lr > 0"),
+    (["--structure", "mlp", "--widths", "profile:2"], "slope must be a number in [-1, 1]"),
+    (["--structure", "mlp", "--widths", "wide"], "unknown --widths 'wide'"),
+    (["--structure", "blocks", "--widths", "profile:0.2"], "thins every block"),
+    (["--structure", "mlp", "--widths", "profile:0.2", "--depth", "1"], "--depth goes with --widths uniform"),
 ])
 def test_bad_input_is_one_error_line_and_writes_nothing(truncated_model_dir, tmp_path, capsys, args, message):
     out = tmp_path / "out"
@@ -335,3 +339,59 @@ def test_lora_recovery_lowers_held_out_perplexity_and_saves_a_plain_checkpoint(d
     assert not any(p.requires_grad for p in loaded.model.parameters())
     save_shrunk(loaded.model, loaded.tokenizer, tmp_path, {})
     assert reload_max_abs_diff(loaded.model, tmp_path, torch.arange(20).unsqueeze(0)) < 1e-4
+
+
+@pytest.mark.parametrize("structure", [("mlp",), ("mlp", "heads"), ("residual",)])
+@pytest.mark.parametrize("ratio", [0.1, 0.2, 0.3])
+def test_profile_widths_meet_the_budget_and_slope_with_depth(structure, ratio):
+    """Each slope of the auto grid meets the exact budget from above within the tolerance; slope 0 is equal
+    widths; a positive slope thins deeper blocks more."""
+    config = AutoConfig.for_model("llama", hidden_size=576, intermediate_size=1536, num_hidden_layers=30,
+                                  num_attention_heads=9, num_key_value_heads=3, head_dim=64)
+    shape = decoder_shape(config)
+    budget = make_budget(shape, ratio)
+    for slope in PROFILE_GRID:
+        counts = profile_counts(shape, structure, budget, slope)
+        removed = sum(n * shape.unit_cost(k) for c in counts for k, n in c.items())
+        assert budget.target <= removed <= budget.limit, slope
+        per_layer = [sum(n * shape.unit_cost(k) for k, n in c.items()) for c in counts]
+        if slope > 0:
+            assert per_layer[-1] > per_layer[0] and per_layer == sorted(per_layer)
+        if slope < 0:
+            assert per_layer[-1] < per_layer[0]
+    if structure != ("residual",):
+        assert profile_counts(shape, structure, budget, 0.0) == [uniform_counts(shape, structure, budget)] * 30
+
+
+def test_parse_widths():
+    assert parse_widths("uniform") == ("uniform", None) and parse_widths("per-layer") == ("per-layer", None)
+    assert parse_widths("profile:-0.25") == ("profile", -0.25) and parse_widths("profile:auto") == ("profile", None)
+    for bad in ("profile", "profile:", "profile:x", "profile:1.5", "uniform:1", "PROFILE:0.1"):
+        with pytest.raises(EvopruneError):
+            parse_widths(bad)
+
+
+def test_tiny_llama_profile_widths_reload(tmp_path):
+    """A profile gives every block its own MLP width: saved with the remote-code file, reloaded identically."""
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=64, hidden_size=96, intermediate_size=64, num_hidden_layers=3,
+                                         num_attention_heads=8, num_key_value_heads=2, head_dim=16)).eval()
+    shape = decoder_shape(model.config)
+    selection = allocate(shape, ("mlp",), {"mlp": torch.rand(3, 64)}, make_budget(shape, 0.15, 0.01), "profile:0.5")
+    widths = [len(layer.mlp) for layer in selection.layers]
+    assert widths[0] > widths[1] > widths[2]
+    shrink_model(model, shape, selection)
+    save_shrunk(model, None, tmp_path, {})
+    assert reload_max_abs_diff(model, tmp_path, torch.arange(10).unsqueeze(0)) < 1e-5
+
+
+@pytest.mark.slow
+def test_profile_auto_picks_the_slope_with_the_lowest_validation_perplexity(dense):
+    loaded = _fresh(dense)
+    record: dict = {}
+    selection = prune_structured(loaded, StructuredSpec("mlp", 0.2, "wanda", "profile:auto"), CALIB, record)
+    tried = record["profile_search"]["validation_perplexity"]
+    assert list(tried) == list(PROFILE_GRID)
+    assert record["profile_search"]["chosen"] == min(tried, key=tried.get)
+    widths = [len(layer.mlp) for layer in selection.layers]
+    assert (len(set(widths)) == 1) == (record["profile_search"]["chosen"] == 0)

@@ -41,6 +41,7 @@ def test_the_preset_loads_and_structured_searches_refuse_what_they_cannot_score(
            (dict(structured={"structure": "blocks"}), "whole blocks"),
            (dict(structured={"ratio": 1.5}), "ratio"),
            (dict(structured={"widths": "wide"}), "widths"),
+           (dict(structured={"widths": "profile:auto"}), "give a fixed slope"),
            (dict(structured={"aggregate": "median"}), "structured.aggregate: unknown 'median'"),
            (dict(structured={"depth": 2}), "unknown structured key 'depth'"),
            (dict(structured=[1]), "must be a mapping")]

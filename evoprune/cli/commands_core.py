@@ -60,7 +60,9 @@ def prune(
                                   "residual channel subsets per sublayer); --metric is summed per unit, or "
                                   "taylor, flap, shortgpt."),
     ratio: float = typer.Option(0.2, "--ratio", help="With --structure: fraction of decoder parameters removed."),
-    widths: str = typer.Option("uniform", "--widths", help="With --structure: uniform or per-layer."),
+    widths: str = typer.Option("uniform", "--widths", help="With --structure: uniform, per-layer (a global "
+                               "ranking), profile:S (layer l takes (1 + S·(2·depth − 1)) of an equal share: S > 0 "
+                               "thins deeper blocks more) or profile:auto (S chosen on validation windows)."),
     tolerance: float = typer.Option(0.005, "--tolerance", help="With --structure: allowed overshoot (fraction)."),
     aggregate: str = typer.Option("sum", "--aggregate", help="With --structure: how a per-weight metric becomes a "
                                   "unit's score: sum, mean (over the unit's weights), l2 (root of summed "

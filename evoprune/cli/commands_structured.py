@@ -48,6 +48,10 @@ def prune_structured(structure: str, ratio: float, widths: str, tolerance: float
         tried = report["depth_search"]["validation_perplexity"]
         console.print("depth (validation perplexity): " + ", ".join(f"{d}: {p:.2f}" for d, p in tried.items())
                       + f" -> {report['depth_search']['chosen']}")
+    if "profile_search" in report:
+        tried = report["profile_search"]["validation_perplexity"]
+        console.print("profile slope (validation perplexity): " + ", ".join(f"{s:g}: {p:.2f}" for s, p in tried.items())
+                      + f" -> {report['profile_search']['chosen']:g}")
     if "recovery" in report:
         rec = report["recovery"]
         console.print(f"LoRA recovery: {rec['steps']} steps in {rec['seconds']:.0f}s, loss {rec['loss_first']:.3f} "

@@ -15,7 +15,7 @@ from evoprune.errors import EvopruneError
 from evoprune.model.loading import LoadedModel, model_path
 from evoprune.paths import claim_output_dir
 from evoprune.structured.allocate import UnitScores
-from evoprune.structured.budget import max_depth
+from evoprune.structured.budget import PROFILE_GRID, max_depth
 from evoprune.structured.calibration import Calibration, calibrate
 from evoprune.structured.measure import count_params, forward_latency, generation_latency
 from evoprune.structured.recover import RecoverySpec, lora_recover, recovery_windows
@@ -109,6 +109,12 @@ def prune_structured(loaded: LoadedModel, spec: StructuredSpec, calib: CalibSpec
         if record is not None:  # what the report shows: each depth's validation perplexity
             record["depth_search"] = {"chosen": depth, "validation_perplexity": tried,
                                       "windows": [DEPTH_WINDOWS, DEPTH_SEQLEN, DEPTH_SEED]}
+    if spec.widths == "profile:auto":
+        slope, tried = choose_profile(loaded, spec, scores, calibration, calib.data)
+        spec = replace(spec, widths=f"profile:{slope:g}")
+        if record is not None:
+            record["profile_search"] = {"chosen": slope, "validation_perplexity": tried,
+                                        "windows": [DEPTH_WINDOWS, DEPTH_SEQLEN, DEPTH_SEED]}
     return shrink_with_scores(loaded.model, spec, scores, calibration)
 
 
@@ -126,19 +132,34 @@ def choose_depth(loaded: LoadedModel, spec: StructuredSpec, scores: UnitScores, 
                  data: str) -> tuple[int, dict[int, float]]:
     """Every depth from 0 to the most that leaves the widths a share, each applied to a copy of the dense model
     and scored by perplexity on validation windows; the lowest wins (ties: the shallower)."""
+    shape, budget = spec.check(loaded.model.config)
+    depths = range(max_depth(shape, budget) + 1)
+    return _best_on_validation(loaded, {d: replace(spec, depth=d) for d in depths}, scores, calibration, data)
+
+
+def choose_profile(loaded: LoadedModel, spec: StructuredSpec, scores: UnitScores, calibration: Calibration | None,
+                   data: str) -> tuple[float, dict[float, float]]:
+    """`--widths profile:auto`: every slope of `PROFILE_GRID` (0 is equal shares) applied to a copy of the dense
+    model and scored by perplexity on validation windows; the lowest wins (ties: the first in the grid)."""
+    specs = {slope: replace(spec, widths=f"profile:{slope:g}") for slope in PROFILE_GRID}
+    return _best_on_validation(loaded, specs, scores, calibration, data)
+
+
+def _best_on_validation(loaded: LoadedModel, specs: dict, scores: UnitScores, calibration: Calibration | None,
+                        data: str) -> tuple:
+    """(the key of the spec whose shrunk copy has the lowest validation perplexity, every key's perplexity)."""
     import copy
 
     from evoprune.data.perplexity import perplexity
 
-    shape, budget = spec.check(loaded.model.config)
     ids = depth_validation_ids(loaded, data).to(next(loaded.model.parameters()).device)
-    tried: dict[int, float] = {}
-    for depth in range(max_depth(shape, budget) + 1):
+    tried: dict = {}
+    for key, candidate in specs.items():
         model = copy.deepcopy(loaded.model)
-        shrink_with_scores(model, replace(spec, depth=depth), scores, calibration)
-        tried[depth] = perplexity(model, ids)
+        shrink_with_scores(model, candidate, scores, calibration)
+        tried[key] = perplexity(model, ids)
         del model
-    best = min(tried, key=lambda d: (tried[d], d))
+    best = min(tried, key=lambda k: (tried[k], list(specs).index(k)))
     return best, tried
 
 

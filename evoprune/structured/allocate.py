@@ -1,4 +1,5 @@
-"""Choose the units to remove from their scores: uniform widths, or per-layer widths by a global ranking.
+"""Choose the units to remove from their scores: uniform widths, widths following a depth profile (each layer its
+share of the budget by its depth, `budget.profile_counts`), or per-layer widths by a global ranking.
 
 Per-layer widths follow FLAP: each kind's scores are standardised over the whole model ((s − mean) / std), so
 heads and channels compare on one scale, then units go lowest first until the parameter budget is met. Residual
@@ -12,7 +13,14 @@ from __future__ import annotations
 import torch
 
 from evoprune.errors import EvopruneError
-from evoprune.structured.budget import Budget, check_reachable, depth_counts, uniform_counts
+from evoprune.structured.budget import (
+    Budget,
+    check_reachable,
+    depth_counts,
+    parse_widths,
+    profile_counts,
+    uniform_counts,
+)
 from evoprune.structured.selection import LayerKeep, Selection, full_selection
 from evoprune.structured.shape import RESIDUAL_KINDS, DecoderShape, unit_kinds
 
@@ -32,6 +40,12 @@ def allocate(shape: DecoderShape, structures: tuple[str, ...], scores: UnitScore
         return selection
     if structures == ("blocks",):
         return _drop_blocks(shape, scores["blocks"], uniform_counts(shape, structures, budget)["blocks"])
+    name, slope = parse_widths(widths)
+    if name == "profile":
+        if slope is None:
+            raise EvopruneError("--widths profile:auto must be resolved first (choose_profile)")
+        per_layer = profile_counts(shape, structures, budget, slope)
+        return Selection([_layer_keep(shape, scores, layer, per_layer[layer]) for layer in range(shape.layers)])
     if widths == "uniform":
         counts = uniform_counts(shape, structures, budget)
         return Selection([_layer_keep(shape, scores, layer, counts) for layer in range(shape.layers)])

@@ -13,7 +13,27 @@ from dataclasses import dataclass
 from evoprune.errors import EvopruneError
 from evoprune.structured.shape import DecoderShape, unit_kinds
 
-WIDTHS = ("uniform", "per-layer")
+WIDTHS = ("uniform", "per-layer", "profile:SLOPE", "profile:auto")
+PROFILE_GRID = (-0.4, -0.2, 0.0, 0.2, 0.4)  # the slopes `profile:auto` tries on validation windows
+
+
+def parse_widths(text: str) -> tuple[str, float | None]:
+    """`uniform`, `per-layer` -> (name, None); `profile:S` -> ("profile", S) with S in [-1, 1];
+    `profile:auto` -> ("profile", None): the slope is chosen on validation windows."""
+    name, sep, arg = str(text).partition(":")
+    if name in ("uniform", "per-layer") and not sep:
+        return name, None
+    if name == "profile" and sep:
+        if arg == "auto":
+            return name, None
+        try:
+            slope = float(arg)
+        except ValueError:
+            slope = math.nan
+        if -1.0 <= slope <= 1.0:
+            return name, slope
+        raise EvopruneError(f"--widths {text!r}: the profile's slope must be a number in [-1, 1] or auto")
+    raise EvopruneError(f"unknown --widths {text!r} (use {', '.join(WIDTHS)})")
 
 
 @dataclass(frozen=True)
@@ -91,6 +111,25 @@ def depth_counts(shape: DecoderShape, structures: tuple[str, ...], budget: Budge
                             f"widths over {kept} blocks, which {'+'.join(structures)} steps cannot meet within "
                             f"--tolerance {budget.slack / shape.decoder_params:g} (add mlp or raise --tolerance)")
     _check_hf_config(shape, counts)
+    return counts
+
+
+def profile_counts(shape: DecoderShape, structures: tuple[str, ...], budget: Budget,
+                   slope: float) -> list[dict[str, int]]:
+    """Units removed in each layer when widths follow a depth profile: layer l (relative depth d = l / (L − 1))
+    takes target / L · (1 + slope · (2d − 1)) of the budget (slope > 0: deeper blocks lose more, < 0: earlier
+    ones), split over its structures as equal widths split theirs. The shares sum to the target; each layer meets
+    its own from above, so the total is exact from above within a channel a layer."""
+    if "blocks" in structures:
+        raise EvopruneError("--widths profile thins every block: leave blocks out of --structure")
+    check_reachable(shape, structures, budget)
+    last = max(1, shape.layers - 1)
+    counts = [_layer_counts(shape, structures, budget.target / shape.layers * (1 + slope * (2 * layer / last - 1)))
+              for layer in range(shape.layers)]
+    removed = sum(n * shape.unit_cost(kind) for c in counts for kind, n in c.items())
+    if removed < budget.target or removed > budget.limit:
+        raise EvopruneError(f"--widths profile:{slope:g} cannot meet --ratio {budget.target / shape.decoder_params:.4f}"
+                            f" within --tolerance (its steepest layers run out of units): use a gentler slope")
     return counts
 
 

@@ -10,12 +10,14 @@ import torch
 from evoprune.errors import EvopruneError
 from evoprune.structured.allocate import UnitScores, allocate
 from evoprune.structured.budget import (
-    WIDTHS,
+    PROFILE_GRID,
     Budget,
     check_reachable,
     depth_counts,
     make_budget,
     max_depth,
+    parse_widths,
+    profile_counts,
     uniform_counts,
 )
 from evoprune.structured.calibration import Calibration
@@ -40,8 +42,7 @@ class StructuredSpec:
     def check(self, config) -> tuple[DecoderShape, Budget]:
         """Everything that can fail from the config alone: runs before the model loads."""
         structures = parse_structures(self.structure)
-        if self.widths not in WIDTHS:
-            raise EvopruneError(f"unknown --widths {self.widths!r} (use {', '.join(WIDTHS)})")
+        widths, slope = parse_widths(self.widths)
         if self.aggregate not in AGGREGATES:
             raise EvopruneError(f"unknown --aggregate {self.aggregate!r} (use {', '.join(AGGREGATES)})")
         if self.aggregate != "sum" and self.metric in ("flap", "shortgpt"):
@@ -55,8 +56,8 @@ class StructuredSpec:
             raise EvopruneError("--metric flap scores heads and MLP channels, not residual channels: use a "
                                 "per-weight metric (wanda, magnitude, a formula) or taylor")
         shape = decoder_shape(config)
-        if self.widths == "per-layer" and config.model_type != "llama":
-            raise EvopruneError("--widths per-layer writes a LLaMA modeling file; use uniform for "
+        if widths != "uniform" and config.model_type != "llama":
+            raise EvopruneError(f"--widths {widths} writes a LLaMA modeling file; use uniform for "
                                 f"{config.model_type!r} models")
         if "residual" in structures and config.model_type != "llama":
             raise EvopruneError("--structure residual writes a LLaMA modeling file (residual channel subsets); "
@@ -78,7 +79,10 @@ class StructuredSpec:
                 else:
                     uniform_counts(shape, structures, budget)
             return shape, budget
-        if self.widths == "uniform" or structures == ("blocks",):
+        if widths == "profile":
+            for s in PROFILE_GRID if slope is None else (slope,):
+                profile_counts(shape, structures, budget, s)
+        elif widths == "uniform" or structures == ("blocks",):
             uniform_counts(shape, structures, budget)
         else:
             check_reachable(shape, structures, budget)
