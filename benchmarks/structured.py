@@ -360,8 +360,8 @@ def write(dense: dict, rows: list[dict], protocol: dict, args: argparse.Namespac
                      f"{latency_ratio(r, dense):.2f} |")
     if any(r.get("separate_run") for r in rows):
         lines += ["", "† measured in a separate run of this script (same protocol, calibration and test text; "
-                  "`--only LABEL`), merged with `--report-only --merge`; its latency is relative to that run's "
-                  "dense model."]
+                  "`--only LABEL`), merged with `--report-only --merge`; its latency, like every row's, is relative to "
+                  "dense passes taken alternately with its own."]
     lines += goal_lines(rows)
     lines += depth_notes([r for r in rows if "depth_search" in r])
     lines += tpe_notes([r for r in rows if "tune" in r])
