@@ -143,7 +143,7 @@ class RecipeGenome(FormulaGenome):
     def fitness_values(self, result: dict) -> tuple[float, ...]:
         """The objectives of a cached result. Seconds are rounded to a power of two: timing noise (a few tens of
         per cent on a shared machine) must not rank two recipes of the same cost, and an update's cost is
-        10-100x a bare mask's, far more than one bucket."""
+        ~3x a bare mask's in quick.yaml (2.4 s against 0.7 s, medians), more than one bucket."""
         fitness, size = result["fitness"], result["size"]
         failed = not math.isfinite(fitness)
         values = {"fitness": PENALTY if failed else fitness,
