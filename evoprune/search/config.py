@@ -63,8 +63,9 @@ class SearchConfig:
     update_choices: tuple[str, ...] = ("none",)  # categorical gene: none, obs[:...]
     # NSGA-II's objectives, all minimised: fitness first, then any of `size` (the formulas' node count) and
     # `seconds` (the time the recipe takes to prune, measured by the evaluator: worth it when an update, ~3x the
-    # pruning time of a bare mask in quick.yaml's fitness, competes with none). None: fitness and size. Seconds are measured, so a
-    # run with them repeats from its seed only up to timing noise (a resume replays the seconds it cached).
+    # pruning time of a bare mask in quick.yaml's fitness, competes with none). None: fitness and size. Seconds
+    # are measured, so a run with them repeats from its seed only up to timing noise (a resume replays the seconds
+    # it cached).
     objectives: tuple[str, ...] | None = None
     evaluation: EvalSpec = field(default_factory=EvalSpec)
     # Set: a structured search (formulas summed over units, fitness the shrunk model's validation perplexity)
