@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from evoprune.errors import EvopruneError
 from evoprune.fitness.spec import EvalSpec
-from evoprune.structured.budget import parse_widths
+from evoprune.structured.budget import check_fixed_widths
 from evoprune.structured.scores import AGGREGATES
 from evoprune.structured.shape import parse_structures
 
@@ -28,13 +28,7 @@ class StructuredFitness:
         if "blocks" in parse_structures(self.structure):
             raise EvopruneError("structured.structure: whole blocks are ranked by ShortGPT's influence, not by a "
                                 "formula; search over mlp, heads or groups")
-        if self.widths == "profile:auto":  # a slope chosen per model: one per candidate would cost 5 of them
-            raise EvopruneError("structured.widths: profile:auto chooses its slope on validation windows per "
-                                "model; give a fixed slope (profile:0.2) here")
-        try:
-            parse_widths(self.widths)
-        except EvopruneError as exc:
-            raise EvopruneError(f"structured.widths: {exc}") from None
+        check_fixed_widths(self.widths, "structured.widths")
         if self.aggregate not in AGGREGATES:
             raise EvopruneError(f"structured.aggregate: unknown {self.aggregate!r} (use {', '.join(AGGREGATES)})")
         if not 0 < self.ratio < 1:

@@ -9,7 +9,7 @@ from pathlib import Path
 from evoprune.errors import EvopruneError
 from evoprune.search.config import read_mapping
 from evoprune.search.value_types import check_value
-from evoprune.structured.budget import parse_widths
+from evoprune.structured.budget import check_fixed_widths
 from evoprune.structured.shape import parse_structures
 
 STRUCTURED_METRICS = ("taylor", "flap")  # unit scores of their own; any other metric is a per-weight score summed
@@ -55,13 +55,7 @@ class TuneConfig:
         if "residual" in structures:  # FLAP, one of the mixed metrics, has no residual channel score
             raise EvopruneError("tune mixes head and MLP channel scores: structure residual is not supported (use "
                                 "`evoprune prune --structure residual`)")
-        if self.widths == "profile:auto":  # a slope chosen per model: one per candidate would cost 5 of them
-            raise EvopruneError("widths: profile:auto chooses its slope on validation windows per model; give a "
-                                "fixed slope (profile:0.2) here")
-        try:
-            parse_widths(self.widths)
-        except EvopruneError as exc:
-            raise EvopruneError(f"widths: {exc}") from None
+        check_fixed_widths(self.widths, "widths")
         if not 0.0 < self.ratio < 1.0:
             raise EvopruneError(f"ratio must be in (0, 1), got {self.ratio}")
         if not 0.0 <= self.tolerance < 1.0:

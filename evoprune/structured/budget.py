@@ -114,6 +114,18 @@ def depth_counts(shape: DecoderShape, structures: tuple[str, ...], budget: Budge
     return counts
 
 
+def check_fixed_widths(text: str, label: str) -> None:
+    """A config key's widths (structured search, tune): any `--widths` but `profile:auto`, which picks its slope per
+    model on validation windows (per candidate it would cost five shrunk models). One line naming `label`."""
+    if text == "profile:auto":
+        raise EvopruneError(f"{label}: profile:auto chooses its slope on validation windows per model; give a "
+                            "fixed slope (profile:0.2) here")
+    try:
+        parse_widths(text)
+    except EvopruneError as exc:
+        raise EvopruneError(f"{label}: {exc}") from None
+
+
 def profile_counts(shape: DecoderShape, structures: tuple[str, ...], budget: Budget,
                    slope: float) -> list[dict[str, int]]:
     """Units removed in each layer when widths follow a depth profile: layer l (relative depth d = l / (L − 1))
