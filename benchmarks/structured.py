@@ -34,7 +34,14 @@ import torch
 from evoprune.data.perplexity import perplexity
 from evoprune.data.protocol import PerplexitySpec, calib_windows, evaluation_windows, protocol_record
 from evoprune.data.tokens import CalibSpec
-from evoprune.jobs.structured import StructuredSpec, choose_depth, latency_ids, shrink_with_scores, unit_scores
+from evoprune.jobs.structured import (
+    StructuredSpec,
+    choose_depth,
+    latency_ids,
+    resolve_profile,
+    shrink_with_scores,
+    unit_scores,
+)
 from evoprune.jobs.tune_config import load_tune_config
 from evoprune.jobs.tune_problem import TuneProblem
 from evoprune.jobs.tune_space import decode, run_tune
@@ -89,19 +96,6 @@ def measure(model: torch.nn.Module, eval_ids: torch.Tensor, lat_ids: torch.Tenso
         return {**out, "latency_s": forward_latency(model, lat_ids, repeats)}
     out["latency_s"], out["latency_dense_s"] = paired_forward_latency(model, dense_model, lat_ids, repeats)
     return out
-
-
-def resolve_profile(loaded, spec: StructuredSpec, scores: dict,
-                    calibration) -> tuple[StructuredSpec, dict]:
-    """`profile:auto` widths: the slope chosen on validation windows (as `prune --widths profile:auto`)."""
-    if spec.widths != "profile:auto":
-        return spec, {}
-    from evoprune.jobs.structured import choose_profile
-
-    start = time.perf_counter()
-    slope, tried = choose_profile(loaded, spec, scores, calibration, "wikitext2")
-    return replace(spec, widths=f"profile:{slope:g}"), {"profile_search": {
-        "chosen": slope, "validation_perplexity": tried, "seconds": time.perf_counter() - start}}
 
 
 def recovered_row(row: dict, model: torch.nn.Module, loaded, eval_ids: torch.Tensor, lat_ids: torch.Tensor,
@@ -180,7 +174,8 @@ def main() -> None:
         score_seconds = time.perf_counter() - start
         for ratio in args.ratios:
             spec, searched = resolve_profile(loaded, StructuredSpec(structure, ratio, metric, widths,
-                                                                    aggregate=aggregate), scores, calibration)
+                                                                    aggregate=aggregate), scores, calibration,
+                                             calib.data)
             model = copy.deepcopy(loaded.model)
             selection = shrink_with_scores(model, spec, scores, calibration)
             row = {"method": label, "metric": metric, "aggregate": aggregate, "structure": structure,
@@ -292,7 +287,7 @@ def evolved_rows(loaded, dense: dict, calib: CalibSpec, windows: torch.Tensor, e
             continue
         for ratio in args.ratios:
             spec, searched = resolve_profile(loaded, StructuredSpec(structure, ratio, best["formula"], widths,
-                                                                    aggregate=aggregate), scores, None)
+                                                                    aggregate=aggregate), scores, None, calib.data)
             model = copy.deepcopy(loaded.model)
             selection = shrink_with_scores(model, spec, scores, None)
             row = {"method": label, "metric": best["formula"], "structure": structure, "widths": widths,

@@ -109,12 +109,9 @@ def prune_structured(loaded: LoadedModel, spec: StructuredSpec, calib: CalibSpec
         if record is not None:  # what the report shows: each depth's validation perplexity
             record["depth_search"] = {"chosen": depth, "validation_perplexity": tried,
                                       "windows": [DEPTH_WINDOWS, DEPTH_SEQLEN, DEPTH_SEED]}
-    if spec.widths == "profile:auto":
-        slope, tried = choose_profile(loaded, spec, scores, calibration, calib.data)
-        spec = replace(spec, widths=f"profile:{slope:g}")
-        if record is not None:
-            record["profile_search"] = {"chosen": slope, "validation_perplexity": tried,
-                                        "windows": [DEPTH_WINDOWS, DEPTH_SEQLEN, DEPTH_SEED]}
+    spec, searched = resolve_profile(loaded, spec, scores, calibration, calib.data)
+    if record is not None:
+        record.update(searched)
     return shrink_with_scores(loaded.model, spec, scores, calibration)
 
 
@@ -145,6 +142,17 @@ def choose_profile(loaded: LoadedModel, spec: StructuredSpec, scores: UnitScores
     return _best_on_validation(loaded, specs, scores, calibration, data)
 
 
+def resolve_profile(loaded: LoadedModel, spec: StructuredSpec, scores: UnitScores, calibration: Calibration | None,
+                    data: str) -> tuple[StructuredSpec, dict]:
+    """`profile:auto` widths resolved to the chosen slope, with the report's `profile_search` record; any other
+    widths as they are, with no record."""
+    if spec.widths != "profile:auto":
+        return spec, {}
+    slope, tried = choose_profile(loaded, spec, scores, calibration, data)
+    return replace(spec, widths=f"profile:{slope:g}"), {"profile_search": {
+        "chosen": slope, "validation_perplexity": tried, "windows": [DEPTH_WINDOWS, DEPTH_SEQLEN, DEPTH_SEED]}}
+
+
 def _best_on_validation(loaded: LoadedModel, specs: dict, scores: UnitScores, calibration: Calibration | None,
                         data: str) -> tuple:
     """(the key of the spec whose shrunk copy has the lowest validation perplexity, every key's perplexity)."""
@@ -159,8 +167,7 @@ def _best_on_validation(loaded: LoadedModel, specs: dict, scores: UnitScores, ca
         shrink_with_scores(model, candidate, scores, calibration)
         tried[key] = perplexity(model, ids)
         del model
-    best = min(tried, key=lambda k: (tried[k], list(specs).index(k)))
-    return best, tried
+    return min(tried, key=tried.get), tried  # ties: the first in `specs`' order (min keeps the first)
 
 
 def recover(loaded: LoadedModel, windows: tuple[torch.Tensor, torch.Tensor], recovery: RecoverySpec) -> dict:

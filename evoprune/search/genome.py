@@ -5,8 +5,8 @@
 apply to it unchanged) plus an allocation tree over the per-layer descriptors (`.alloc`) and categorical stage
 genes (`.refine`, `.update`). Its key is the recipe's canonical JSON (`fitness.candidate.candidate_text`), which
 is what crosses to the evaluators and keys the cache; a plain recipe's key is its bare formula. Fitness has the
-config's `objective_names`, all minimised (fitness, size and, when updates compete with no update, the pruning
-seconds): NSGA-II trades them off, a tournament compares them lexicographically.
+config's `objective_names`, all minimised (fitness and size; with `objectives: [fitness, size, seconds]` also the
+pruning seconds): NSGA-II trades them off, a tournament compares them lexicographically.
 Individuals stay on the driver (DEAP's creator classes do not pickle across processes); checkpoints hold
 `text(ind)`, plain JSON.
 """
