@@ -7,6 +7,7 @@ from __future__ import annotations
 import ast
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -281,6 +282,25 @@ def test_export_formats_from_a_run(finished_run, tmp_path, capsys):
     assert main(["export", str(finished_run), "--format", "latex"]) == 0  # no --out: stdout
     latex = capsys.readouterr().out
     assert "\\begin{equation}" in latex and best[0]["latex"] in latex and latex.startswith("% evoprune metric")
+
+
+def test_export_names_the_setting_and_protocol_the_perplexity_was_measured_at(finished_run, tmp_path):
+    # A recipe search re-scores at its first setting (here 2:4, sequentially): the export must say so, not the
+    # evaluator's defaults (0.5 unstructured, dense statistics), which older runs without the record still get.
+    assert main(["export", str(finished_run), "--out", str(tmp_path / "old.json")]) == 0
+    old = json.loads((tmp_path / "old.json").read_text())["provenance"]["perplexity_protocol"]
+    assert (old["sparsity"], old["pattern"], old["statistics"]) == (0.5, "unstructured", "dense")
+    run = tmp_path / "run"
+    shutil.copytree(finished_run, run)
+    best = json.loads((run / run_dir.BEST).read_text())
+    best["protocol"] = {**best["protocol"], "rescore_mode": "sequential",
+                        "rescore_setting": {"sparsity": 0.5, "pattern": "2:4"}}
+    (run / run_dir.BEST).write_text(json.dumps(best))
+    assert main(["export", str(run), "--out", str(tmp_path / "new.json")]) == 0
+    new = json.loads((tmp_path / "new.json").read_text())["provenance"]["perplexity_protocol"]
+    assert (new["sparsity"], new["pattern"], new["statistics"]) == (0.5, "2:4", "sequential")
+    assert main(["export", str(run), "--out", str(tmp_path / "new.py")]) == 0
+    assert "at sparsity 0.5 2:4, sequential protocol" in " ".join((tmp_path / "new.py").read_text().split())
 
 
 def test_export_refuses_overwrite_and_bad_arguments(finished_run, tmp_path, capsys):

@@ -51,6 +51,17 @@ def _perplexity_setting() -> dict | None:
         return None
 
 
+def _rescored_setting(protocol: dict) -> dict:
+    """Where the final table measured the perplexity: the run's record of it (a recipe search re-scores at its
+    first setting, sequentially when asked); runs that predate the record used `Evaluator.perplexity`'s defaults."""
+    setting = protocol.get("rescore_setting")
+    if not setting:
+        return _perplexity_setting() or {}
+    mode = protocol.get("rescore_mode", "dense")
+    return {"sparsity": setting.get("sparsity"), "pattern": setting.get("pattern"),
+            "statistics": "sequential" if mode == "sequential" else "dense"}
+
+
 def json_safe(value):
     """JSON-like values only, non-finite floats as None: strict JSON, and a dict literal Python re-reads."""
     if isinstance(value, dict):
@@ -87,7 +98,7 @@ def provenance(run: RunView, rank: int, row: dict) -> dict:
         record["perplexity_protocol"] = {"data": evaluation.get("eval_data"), "split": "eval",
                                          "seqlen": evaluation.get("eval_seqlen"),
                                          "max_tokens": evaluation.get("eval_max_tokens"),
-                                         **(_perplexity_setting() or {})}
+                                         **_rescored_setting(protocol)}
     return json_safe(record)
 
 
@@ -116,9 +127,11 @@ def describe(record: dict) -> list[str]:
     if ppl is None:
         lines.append(("perplexity", "not measured"))
     else:
-        at = f" at sparsity {proto['sparsity']:g} {proto['pattern']}" if "sparsity" in proto else ""
+        at = f" at sparsity {proto['sparsity']:g} {proto['pattern']}" if proto.get("sparsity") is not None else ""
+        stats = ("sequential protocol (block by block)" if proto.get("statistics") == "sequential"
+                 else "dense statistics")
         lines.append(("perplexity", f"{_number(ppl)} on {proto.get('data')} (eval split, {proto.get('seqlen')}-token "
-                                    f"windows, first {proto.get('max_tokens')} tokens){at}, dense statistics"))
+                                    f"windows, first {proto.get('max_tokens')} tokens){at}, {stats}"))
     if record.get("baselines"):
         lines.append(("baselines", ", ".join(f"{name} {_number(v)}" for name, v in record["baselines"].items())
                       + " (perplexity, same protocol)"))
