@@ -19,7 +19,14 @@ from evoprune.errors import EvopruneError
 from evoprune.jobs.structured import StructuredSpec, prune_structured, unit_scores
 from evoprune.model.loading import load_model
 from evoprune.structured.allocate import allocate
-from evoprune.structured.budget import PROFILE_GRID, make_budget, parse_widths, profile_counts, uniform_counts
+from evoprune.structured.budget import (
+    PROFILE_GRID,
+    feasible_slopes,
+    make_budget,
+    parse_widths,
+    profile_counts,
+    uniform_counts,
+)
 from evoprune.structured.measure import count_params, paired_forward_latency
 from evoprune.structured.save import reload_max_abs_diff, save_shrunk
 from evoprune.structured.scores import aggregate_block
@@ -361,6 +368,21 @@ def test_profile_widths_meet_the_budget_and_slope_with_depth(structure, ratio):
             assert per_layer[-1] < per_layer[0]
     if structure != ("residual",):
         assert profile_counts(shape, structure, budget, 0.0) == [uniform_counts(shape, structure, budget)] * 30
+
+
+def test_profile_auto_tries_only_the_slopes_that_meet_the_budget():
+    config = AutoConfig.for_model("llama", hidden_size=576, intermediate_size=1536, num_hidden_layers=30,
+                                  num_attention_heads=9, num_key_value_heads=3, head_dim=64)
+    shape = decoder_shape(config)
+    assert feasible_slopes(shape, ("mlp",), make_budget(shape, 0.2)) == PROFILE_GRID
+    # at half the decoder the steepest profiles empty their last MLPs: only the gentler slopes are tried
+    steep = feasible_slopes(shape, ("mlp",), make_budget(shape, 0.5))
+    assert 0.0 in steep and max(steep) < PROFILE_GRID[-1] and min(steep) > PROFILE_GRID[0]
+    for slope in set(PROFILE_GRID) - set(steep):
+        with pytest.raises(EvopruneError, match="gentler slope"):
+            profile_counts(shape, ("mlp",), make_budget(shape, 0.5), slope)
+    with pytest.raises(EvopruneError, match="no slope from -0.8 to 0.8 meets"):
+        feasible_slopes(shape, ("groups",), make_budget(shape, 0.2))
 
 
 def test_parse_widths():

@@ -15,14 +15,14 @@ from evoprune.errors import EvopruneError
 from evoprune.model.loading import LoadedModel, model_path
 from evoprune.paths import claim_output_dir
 from evoprune.structured.allocate import UnitScores
-from evoprune.structured.budget import PROFILE_GRID, max_depth
+from evoprune.structured.budget import feasible_slopes, max_depth
 from evoprune.structured.calibration import Calibration, calibrate
 from evoprune.structured.measure import count_params, forward_latency, generation_latency
 from evoprune.structured.recover import RecoverySpec, lora_recover, recovery_windows
 from evoprune.structured.save import reload_max_abs_diff, save_shrunk, write_report
 from evoprune.structured.scores import flap_scores, shortgpt_scores, summed_scores
 from evoprune.structured.selection import Selection
-from evoprune.structured.shape import DecoderShape
+from evoprune.structured.shape import DecoderShape, parse_structures
 from evoprune.structured.spec import StructuredSpec, shrink_with_scores
 from evoprune.structured.taylor import taylor_scores
 
@@ -136,9 +136,12 @@ def choose_depth(loaded: LoadedModel, spec: StructuredSpec, scores: UnitScores, 
 
 def choose_profile(loaded: LoadedModel, spec: StructuredSpec, scores: UnitScores, calibration: Calibration | None,
                    data: str) -> tuple[float, dict[float, float]]:
-    """`--widths profile:auto`: every slope of `PROFILE_GRID` (0 is equal shares) applied to a copy of the dense
-    model and scored by perplexity on validation windows; the lowest wins (ties: the first in the grid)."""
-    specs = {slope: replace(spec, widths=f"profile:{slope:g}") for slope in PROFILE_GRID}
+    """`--widths profile:auto`: every slope of `PROFILE_GRID` that meets the budget (0 is equal shares) applied to a
+    copy of the dense model and scored by perplexity on validation windows; the lowest wins (ties: the first in the
+    grid)."""
+    shape, budget = spec.check(loaded.model.config)
+    specs = {slope: replace(spec, widths=f"profile:{slope:g}")
+             for slope in feasible_slopes(shape, parse_structures(spec.structure), budget)}
     return _best_on_validation(loaded, specs, scores, calibration, data)
 
 

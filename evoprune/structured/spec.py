@@ -10,10 +10,10 @@ import torch
 from evoprune.errors import EvopruneError
 from evoprune.structured.allocate import UnitScores, allocate
 from evoprune.structured.budget import (
-    PROFILE_GRID,
     Budget,
     check_reachable,
     depth_counts,
+    feasible_slopes,
     make_budget,
     max_depth,
     parse_widths,
@@ -80,8 +80,10 @@ class StructuredSpec:
                     uniform_counts(shape, structures, budget)
             return shape, budget
         if widths == "profile":
-            for s in PROFILE_GRID if slope is None else (slope,):
-                profile_counts(shape, structures, budget, s)
+            if slope is None:
+                feasible_slopes(shape, structures, budget)
+            else:
+                profile_counts(shape, structures, budget, slope)
         elif widths == "uniform" or structures == ("blocks",):
             uniform_counts(shape, structures, budget)
         else:
