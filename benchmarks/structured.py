@@ -444,9 +444,9 @@ def profile_notes(rows: list[dict]) -> list[str]:
         return []
     lines = ["", "Profile widths (`prune --structure mlp --widths profile:auto`): block l takes (1 + S·(2·d_l − 1)) of "
              "an equal share of the budget (d_l its relative depth; S > 0 thins deeper blocks more), exact from "
-             "above; S is the one of the slopes tried (−0.8 … 0.8 in steps of 0.2, those that meet the budget) with the "
-             "lowest perplexity on 8 windows of 512 wikitext2 "
-             "validation tokens (never the test split). Validation perplexity per slope:", ""]
+             "above; S is the one of the slopes tried (−0.8 … 0.8 in steps of 0.2, those that meet the budget) with "
+             "the lowest perplexity on 8 windows of 512 wikitext2 validation tokens (never the test split). "
+             "Validation perplexity per slope:", ""]
     for r in rows:
         search = r["profile_search"]
         tried = ", ".join(f"{float(k):g}: {v:.1f}" for k, v in search["validation_perplexity"].items())
