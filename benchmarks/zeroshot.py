@@ -1,11 +1,11 @@
 """BLiMP zero-shot accuracy (lm-evaluation-harness, all 67 sets) beside wikitext2 perplexity on the embedded model:
-dense, then magnitude, Wanda, RIA, SparseGPT and an evolved metric at 50 % unstructured and 2:4. One run.
+dense, then magnitude, Wanda, RIA, SparseGPT and evolved metrics at 50 % unstructured and 2:4. One run.
 
 Writes benchmarks/results/zeroshot.md; every row is appended to results/zeroshot.rows.jsonl as soon as it is
 measured (`--resume` keeps them). `--limit N` scores the first N pairs of every set (1,000 = all): the accuracy's
 standard error is printed beside it, so a reader can tell real differences from noise.
 
-    python benchmarks/zeroshot.py --limit 10 --threads 1   # ~1 h on a busy 2-core VM
+    python benchmarks/zeroshot.py --limit 50               # ~45 min on an idle 2-core VM
     python benchmarks/zeroshot.py --limit 1000          # the full benchmark (a GPU: minutes)
 """
 
@@ -22,15 +22,19 @@ import torch
 RESULTS = Path(__file__).parent / "results"
 ROWS = RESULTS / "zeroshot.rows.jsonl"
 METHODS = ("magnitude", "wanda", "ria", "sparsegpt")
-# Pruner-Zero's published evolved formula (built in): the metric the issue's motivation is about, and the best
-# evolved formula evoprune has beside Wanda (quick.yaml rediscovers Wanda's ranking itself).
+# Pruner-Zero's published evolved formula (built in): the metric the issue's motivation is about; then evoprune's
+# own evolved recipes, each at the setting it was searched for: the README's quick search (50 %) and the discovery
+# benchmark's reconstruct 2:4 search (its metric-only 2:4 searches returned the seeded hand-made Wanda+swaps).
 EVOLVED = "pruner-zero"
+RECIPES = ("benchmarks/recipes/quick-best.json", "benchmarks/recipes/reconstruct-2of4.json")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--limit", type=int, default=1000, help="BLiMP pairs per set (1000 = all)")
-    parser.add_argument("--evolved", default=EVOLVED, help="the evolved metric: built-in name, formula or file")
+    parser.add_argument("--evolved", nargs="+", default=[EVOLVED, *RECIPES],
+                        help="evolved metrics: built-in names, formulas or exported recipe files (a file's rows are "
+                             "at the settings it was searched for)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--device", default="cpu")
@@ -67,8 +71,7 @@ def main() -> None:
     # Cheapest first (SparseGPT and the gradient pass of an evolved metric with G last), so an interrupted run
     # still holds the most rows; --resume continues it.
     # A recipe file's per-layer allocation has no 2:4 form (the pattern fixes every layer): unstructured only.
-    configs = [("dense", "-")] + [(m, p) for m in (*METHODS, args.evolved) for p in ("2:4", "unstructured")
-                                  if not (m.endswith(".json") and p == "2:4")]
+    configs = planned_rows(args.evolved)
     if args.only is not None:
         configs = [tuple(item.split("@", 1)) for item in args.only]
     for method_name, pattern in configs:
@@ -104,6 +107,38 @@ def main() -> None:
     write(rows, protocol)
 
 
+def recipe_patterns(path: str) -> tuple[str, ...]:
+    """The patterns an exported recipe was searched for ("unstructured" for a sparsity): its rows. A recipe's
+    per-layer allocation has no N:M form and an N:M recipe was not chosen for unstructured masks."""
+    settings = json.loads(Path(path).read_text()).get("provenance", {}).get("settings") or []
+    patterns = {s.get("pattern") or "unstructured" for s in settings if s.get("sparsity", 0.5) == 0.5}
+    return tuple(p for p in ("2:4", "unstructured") if p in patterns) or ("unstructured",)
+
+
+def paired_difference(row: dict, rival: dict) -> tuple[float, float]:
+    """(mean per-set accuracy difference, its standard error), in points: the sets are the paired units."""
+    sets = sorted(set(row["per_set"]) & set(rival["per_set"]))
+    diffs = torch.tensor([row["per_set"][k] - rival["per_set"][k] for k in sets], dtype=torch.float64) * 100
+    return float(diffs.mean()), float(diffs.std() / len(sets) ** 0.5)
+
+
+def recipe_text(path: str) -> str:
+    """One line: the recipe's stages and where it was searched."""
+    data = json.loads(Path(path).read_text())
+    recipe = data.get("recipe") or {"score": data.get("formula")}
+    stages = ", ".join(f"{k} `{v}`" for k, v in recipe.items() if k != "score" and v not in (None, "none", "uniform"))
+    prov = data.get("provenance", {})
+    settings = ", ".join(f"{s['sparsity']:g} {s['pattern'] or 'unstructured'}" for s in prov.get("settings") or [])
+    return (f"score `{data.get('text', recipe['score'])}`" + (f", {stages}" if stages else "")
+            + f" (evolved by `{prov.get('run', '?')}` at {settings or '?'}, {prov.get('fitness_type', '?')} fitness)")
+
+
+def planned_rows(evolved: list[str]) -> list[tuple[str, str]]:
+    """(method, pattern) of every row: dense, then each method at 2:4 and 50 %, recipe files at their settings."""
+    return [("dense", "-")] + [(m, p) for m in (*METHODS, *evolved)
+                               for p in (recipe_patterns(m) if m.endswith(".json") else ("2:4", "unstructured"))]
+
+
 def write(rows: list[dict], protocol: dict | None) -> None:
     if protocol is not None:
         (RESULTS / "zeroshot.json").write_text(json.dumps({"protocol": protocol, "rows": rows}, indent=2) + "\n")
@@ -128,23 +163,35 @@ def write(rows: list[dict], protocol: dict | None) -> None:
              "pruner-zero is Pruner-Zero's evolved formula (built in; G from the dense model); a .json row is an "
              "exported evoprune recipe with its own stages. "
              f"{(protocol or {}).get('dtype', 'float32')} on {(protocol or {}).get('device', 'cpu')}.", "",
-             "| method | pattern | sparsity | wikitext2 ppl | BLiMP mean acc (%) | ± s.e. | vs dense (points) |",
-             "|---|---|---|---|---|---|---|"]
+             "| method | pattern | sparsity | wikitext2 ppl | BLiMP mean acc (%) | ± s.e. | vs dense (points) | "
+             "vs Wanda, same pattern (paired, points ± s.e.) |",
+             "|---|---|---|---|---|---|---|---|"]
     dense = next((r["blimp_acc"] for r in rows if r["method"] == "dense"), None)
+    wanda = {r["pattern"]: r for r in rows if r["method"] == "wanda"}
     order = {p: i for i, p in enumerate(("-", "unstructured", "2:4"))}
     methods = {m: i for i, m in enumerate(("dense", *METHODS))}
     for r in sorted(rows, key=lambda r: (order.get(r["pattern"], 9), methods.get(r["method"], 9))):
         delta = f"{(r['blimp_acc'] - dense) * 100:+.1f}" if dense is not None and r["method"] != "dense" else "-"
+        rival = wanda.get(r["pattern"])
+        paired = "-" if rival is None or r is rival else "{:+.1f} ± {:.1f}".format(*paired_difference(r, rival))
         lines.append(f"| {r['method']} | {r['pattern']} | {r['sparsity']:.4f} | {r['perplexity']:.2f} | "
-                     f"{r['blimp_acc'] * 100:.1f} | {r['blimp_stderr'] * 100:.1f} | {delta} |")
+                     f"{r['blimp_acc'] * 100:.1f} | {r['blimp_stderr'] * 100:.1f} | {delta} | {paired} |")
+    lines += ["", "Paired column: the mean over the 67 sets of (this row's accuracy − Wanda's at the same pattern), in "
+              "points, ± the standard error of that mean from the spread of the 67 per-set differences. The sets are "
+              "the sampled units, so it counts how unevenly a difference falls across BLiMP's phenomena as well as "
+              "pair sampling, and is larger than the binomial s.e.; |difference| > 2 s.e. is a difference that "
+              "holds across the phenomena at about 95 %."]
     measured = {(r["method"], r["pattern"]) for r in rows}
-    evolved = (protocol or {}).get("evolved", EVOLVED)
-    missing = [f"{m} {p}" for m, p in [("dense", "-")] + [(m, p) for m in (*METHODS, evolved)
-                                                         for p in ("2:4", "unstructured")]
-               if (m, p) not in measured and not (m.endswith(".json") and p == "2:4")]  # per-layer allocation
+    evolved = (protocol or {}).get("evolved", [EVOLVED])
+    missing = [f"{m} {p}" for m, p in planned_rows([evolved] if isinstance(evolved, str) else evolved)
+               if (m, p) not in measured]
     if missing:
         lines += ["", f"Not measured in this run (out of time; `python benchmarks/zeroshot.py --limit {limit} "
                   f"--resume` adds them): {', '.join(missing)}."]
+    recipes = sorted({r["method"] for r in rows if r["method"].endswith(".json") and Path(r["method"]).is_file()})
+    if recipes:
+        lines += ["", "Evolved recipes (exported search results, applied unchanged):", ""]
+        lines += [f"- `{path}`: {recipe_text(path)}" for path in recipes]
     lines += ["", "Per-set accuracies: `zeroshot.rows.jsonl` (`per_set`). Wall times there were taken on a shared "
               "2-core VM: upper bounds only; accuracies and perplexities do not depend on load."]
     (RESULTS / "zeroshot.md").write_text("\n".join(lines) + "\n")
