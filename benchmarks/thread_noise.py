@@ -4,7 +4,7 @@ threads: the same code and data, only the summation order of the matrix products
 
 Writes benchmarks/results/thread_noise.md (+ .rows.jsonl).
 
-    python benchmarks/thread_noise.py          # 8 prunes, ~25 min on an idle 2-core VM
+    python benchmarks/thread_noise.py          # 8 prunes, ~17 min on an idle 2-core VM
 """
 
 from __future__ import annotations
