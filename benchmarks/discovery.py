@@ -22,10 +22,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
 from pathlib import Path
 
 RESULTS = Path(__file__).parent / "results"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from thread_noise import evolved_vs_sparsegpt, threads_text  # noqa: E402  (one comparison for both reports)
+
 ROWS = RESULTS / "discovery.rows.jsonl"
 RUNS = Path("runs/discovery")
 SETTINGS = {"50%": ([0.5], ["unstructured"]), "70%": ([0.7], ["unstructured"]), "2:4": ([0.5], ["2:4"])}
@@ -105,12 +109,10 @@ def thread_noise() -> list[str]:
         return []
     rows = [json.loads(x) for x in path.read_text().splitlines()]
     cells = [f"{r['method'].removeprefix('benchmarks/recipes/')} {r['pattern']} {r['perplexity']:.2f} "
-             f"({r['threads']} thread{'s' * (r['threads'] > 1)})" for r in rows]
-    ppl = {(r["method"] == "sparsegpt", r["pattern"], r["threads"]): r["perplexity"] for r in rows}
+             f"({threads_text(r['threads'])})" for r in rows]
     verdicts = []
-    for pattern in dict.fromkeys(r["pattern"] for r in rows):
-        wins = {ppl[(False, pattern, t)] < ppl[(True, pattern, t)] for (hand, p, t) in ppl if p == pattern and hand
-                and (False, pattern, t) in ppl}
+    for pattern, (_, ratios) in evolved_vs_sparsegpt(rows).items():
+        wins = {ratio < 1 for ratio in ratios.values()}
         where = "50 % unstructured" if pattern == "unstructured" else pattern
         verdicts.append(f"{'At' if not verdicts else 'at'} {where} the evolved recipe " + (
             "and SparseGPT swap places between thread counts: a tie within rounding noise, whichever way the "

@@ -15,8 +15,6 @@ import os
 import time
 from pathlib import Path
 
-import torch
-
 RESULTS = Path(__file__).parent / "results"
 ROWS = RESULTS / "thread_noise.rows.jsonl"
 # (method, pattern): the hand-made rival and the evolved recipe of each reconstruct setting with a sweep
@@ -33,6 +31,8 @@ def main() -> None:
         write([json.loads(x) for x in ROWS.read_text().splitlines()])
         return
     os.environ.setdefault("EVOPRUNE_DATA_DIR", str(Path(__file__).resolve().parents[2] / "shared" / "data"))
+    import torch  # here, not at import: discovery.py imports this module's report helpers
+
     from evoprune.data.perplexity import perplexity
     from evoprune.data.protocol import PerplexitySpec, evaluation_windows
     from evoprune.data.tokens import CalibSpec
@@ -74,7 +74,7 @@ def write(rows: list[dict]) -> None:
              "Only `torch.set_num_threads` changes between columns: the summation order of the matrix products, "
              "hence float rounding. A rounding difference flips a near-tie of a mask, the update carries it into "
              "the layer's other weights and the sequential protocol into every later block.", "",
-             "| method | pattern | " + " | ".join(f"{t} thread{'s' * (t > 1)}" for t in threads)
+             "| method | pattern | " + " | ".join(threads_text(t) for t in threads)
              + " | spread (max/min − 1) |",
              "|---|---|" + "---|" * len(threads) + "---|"]
     for name, pattern in dict.fromkeys((r["method"], r["pattern"]) for r in rows):
@@ -84,13 +84,28 @@ def write(rows: list[dict]) -> None:
         lines.append(f"| {name} | {pattern} | {cells} | {max(known) / min(known) - 1:.1%} |")
     lines += ["", "Evolved against SparseGPT at the same pattern and thread count (negative: the evolved recipe wins):",
               ""]
+    for pattern, (evolved, ratios) in evolved_vs_sparsegpt(rows).items():
+        lines.append(f"- {pattern}: `{evolved}`: "
+                     + ", ".join(f"{threads_text(t)}: {ratio - 1:+.1%}" for t, ratio in ratios.items()))
+    (RESULTS / "thread_noise.md").write_text("\n".join(lines) + "\n")
+
+
+def threads_text(threads: int) -> str:
+    return f"{threads} thread{'s' * (threads > 1)}"
+
+
+def evolved_vs_sparsegpt(rows: list[dict]) -> dict[str, tuple[str, dict[int, float]]]:
+    """Per pattern: (the evolved recipe, {threads: its perplexity / SparseGPT's}) where both were measured."""
+    ppl = {(r["method"], r["pattern"], r["threads"]): r["perplexity"] for r in rows}
+    out = {}
     for pattern in dict.fromkeys(r["pattern"] for r in rows):
         evolved = next((r["method"] for r in rows if r["pattern"] == pattern and r["method"] != "sparsegpt"), None)
-        parts = [f"{t} thread{'s' * (t > 1)}: {ppl[(evolved, pattern, t)] / ppl[('sparsegpt', pattern, t)] - 1:+.1%}"
-                 for t in threads if (evolved, pattern, t) in ppl and ("sparsegpt", pattern, t) in ppl]
-        if evolved and parts:
-            lines.append(f"- {pattern}: `{evolved}`: " + ", ".join(parts))
-    (RESULTS / "thread_noise.md").write_text("\n".join(lines) + "\n")
+        ratios = {t: ppl[(evolved, pattern, t)] / ppl[("sparsegpt", pattern, t)]
+                  for t in sorted({r["threads"] for r in rows})
+                  if (evolved, pattern, t) in ppl and ("sparsegpt", pattern, t) in ppl}
+        if evolved and ratios:
+            out[pattern] = (evolved, ratios)
+    return out
 
 
 if __name__ == "__main__":
