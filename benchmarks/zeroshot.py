@@ -70,7 +70,7 @@ def main() -> None:
     original = snapshot(loaded.model)
     # Cheapest first (SparseGPT and the gradient pass of an evolved metric with G last), so an interrupted run
     # still holds the most rows; --resume continues it.
-    # A recipe file's per-layer allocation has no 2:4 form (the pattern fixes every layer): unstructured only.
+    # A recipe file runs at the settings it was searched for (`recipe_patterns`).
     configs = planned_rows(args.evolved)
     if args.only is not None:
         configs = [tuple(item.split("@", 1)) for item in args.only]

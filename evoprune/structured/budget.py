@@ -118,7 +118,8 @@ def depth_counts(shape: DecoderShape, structures: tuple[str, ...], budget: Budge
 
 def check_fixed_widths(text: str, label: str) -> None:
     """A config key's widths (structured search, tune): any `--widths` but `profile:auto`, which picks its slope per
-    model on validation windows (per candidate it would cost five shrunk models). One line naming `label`."""
+    model on validation windows (per candidate it would cost a shrunk model per slope of PROFILE_GRID). One line
+    naming `label`."""
     if text == "profile:auto":
         raise EvopruneError(f"{label}: profile:auto chooses its slope on validation windows per model; give a "
                             "fixed slope (profile:0.2) here")
