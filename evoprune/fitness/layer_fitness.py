@@ -27,7 +27,7 @@ from evoprune.prune.refine import refine_mask
 from evoprune.prune.sparsegpt import inverse_factor
 from evoprune.prune.stages import StageSpec
 from evoprune.prune.sweep import sweep_prune, sweep_settings
-from evoprune.prune.update import OBS_BLOCKSIZE, OBS_DAMP, obs_update_factored, update_weight
+from evoprune.prune.update import OBS_BLOCKSIZE, OBS_DAMP, obs_update_factored, resolved, update_weight
 
 Scorer = Callable[[Mapping[str, torch.Tensor]], torch.Tensor]
 Leaves = dict[str, dict[str, torch.Tensor]]
@@ -165,7 +165,7 @@ class LayerFitness:
         factor, dead = self.factor(key, spec.get("damp", OBS_DAMP))
         weight, mask = sweep_prune(leaves, scorer, factor, dead, count, pattern, *sweep_settings(spec),
                                    checked=lambda fn, lv: checked_scores(fn, lv, key))
-        return mask, weight
+        return mask, resolved(spec, leaves["W"], weight, mask, self.hessians[key])
 
     def updated(self, spec: StageSpec, key: str, weight: torch.Tensor, mask: torch.Tensor,
                 hessian: torch.Tensor | None) -> torch.Tensor:
@@ -174,7 +174,8 @@ class LayerFitness:
         if spec.name != "obs":
             return update_weight(spec, weight, mask, hessian)
         factor, dead = self.factor(key, spec.get("damp", OBS_DAMP))
-        return obs_update_factored(weight, mask, factor, dead, min(int(spec.get("blocksize", OBS_BLOCKSIZE)), 32))
+        new_weight = obs_update_factored(weight, mask, factor, dead, min(int(spec.get("blocksize", OBS_BLOCKSIZE)), 32))
+        return resolved(spec, weight, new_weight, mask, hessian)
 
     @torch.no_grad()
     def error(self, pruned: Mapping[str, tuple[torch.Tensor, torch.Tensor]]) -> float:

@@ -69,4 +69,5 @@ class Recipe:
                                 "fixes it (use --allocation uniform with N:M)")
         if chooses_own_mask and (self.refine.name != "none" or self.update.name != "none"):
             raise EvopruneError(f"{self.score} chooses its own mask and updates weights: --refine and --update "
-                                "apply to score metrics (try --metric wanda --update obs)")
+                                "apply to score metrics (try --metric wanda --update obs; SparseGPT as a score: "
+                                "--metric 'W**2/Hinv' --update sweep[:resolve=20])")

@@ -24,7 +24,7 @@ from evoprune.errors import EvopruneError
 from evoprune.prune.masks import Pattern, select_mask, select_mask_counts
 from evoprune.prune.sparsegpt import factored_sweep, inverse_factor
 from evoprune.prune.stages import StageSpec
-from evoprune.prune.update import OBS_BLOCKSIZE, OBS_DAMP
+from evoprune.prune.update import OBS_BLOCKSIZE, OBS_DAMP, resolved
 
 SPARSEGPT_SCORE = "W**2/Hinv"  # with `update: sweep` and a uniform allocation: SparseGPT's masks (tested)
 Scorer = Callable[[Mapping[str, torch.Tensor]], torch.Tensor]
@@ -94,7 +94,8 @@ def sweep_layer(spec: StageSpec, leaves: Mapping[str, torch.Tensor], scorer: Sco
                 count: int | None, pattern: Pattern) -> tuple[torch.Tensor, torch.Tensor]:
     """`sweep_prune` from the layer's Gram matrix (the pruning job's path; a fitness caches the factor)."""
     factor, dead = inverse_factor(hessian, spec.get("damp", OBS_DAMP))
-    return sweep_prune(leaves, scorer, factor, dead, count, pattern, *sweep_settings(spec))
+    weight, mask = sweep_prune(leaves, scorer, factor, dead, count, pattern, *sweep_settings(spec))
+    return resolved(spec, leaves["W"], weight, mask, hessian), mask
 
 
 def sweep_settings(spec: StageSpec) -> tuple[int, int]:
