@@ -67,6 +67,9 @@ def search_job(config: SearchConfig, out: Path, force: bool = False, resume: boo
                        else hand_made_recipes(config.refine_choices, config.update_choices, config.allocation_tree))
             if config.rescore_mode == "dense":  # SparseGPT chooses its own mask: only the pruning job runs it
                 recipes.pop("sparsegpt", None)
+        only = config.baselines
+        if only is not None and "sparsegpt" in only and recipes and "sparsegpt+resolve" in recipes:
+            only = (*only, "sparsegpt+resolve")  # SparseGPT's rival once updates re-solve (`hand_made_recipes`)
         protocol = evaluator.protocol() if evaluator is not None else {}
         if perplexity is not None and config.structured is None:
             protocol = {**protocol, "rescore_mode": config.rescore_mode,
@@ -75,7 +78,7 @@ def search_job(config: SearchConfig, out: Path, force: bool = False, resume: boo
             protocol = {**protocol, "reselect": {"top": config.reselect_top, "fitness": "model",
                                                  "fitness_samples": config.evaluation.fitness_samples}}
         return finish_run(out, state, config.rescore_top, config.evaluation.leaves, protocol, perplexity, recipes,
-                          config.baselines, second)
+                          only, second)
 
 
 def evaluator_of(config: SearchConfig) -> tuple[object, str]:

@@ -11,6 +11,8 @@ from evoprune.fitness.candidate import candidate_text, parse_candidate
 from evoprune.formula import formula_leaves, parse_formula, to_latex, to_text
 from evoprune.prune.metrics import BASELINE_FORMULAS, BUILTIN_METRICS
 from evoprune.prune.recipe import Recipe
+from evoprune.prune.sweep import SPARSEGPT_SCORE
+from evoprune.prune.update import parse_update
 from evoprune.search import run_dir
 from evoprune.search.ranking import hall_of_fame, pareto_front
 
@@ -60,7 +62,9 @@ def best_rows(state: dict, rescore_top: int, perplexity_fn: PerplexityFn | None,
 def hand_made_recipes(refine_choices: tuple[str, ...], update_choices: tuple[str, ...],
                       allocation_tree: bool) -> dict[str, str]:
     """The published recipes a recipe search competes with, by the genes it has: Wanda with OWL (allocation),
-    swaps (refinement), the OBS update, all of them, and SparseGPT (its own update-aware mask) when updates are on."""
+    swaps (refinement), the OBS update, all of them, and SparseGPT (its own update-aware mask) when updates are on;
+    when an update choice re-solves the kept weights (`resolve=N`), SparseGPT's mask with the same re-solve too, so
+    that a recipe gaining from the re-solve alone does not count as discovered."""
     refine = next((r for r in refine_choices if r != "none"), None)
     update = next((u for u in update_choices if u != "none"), None)
     out = {}
@@ -75,6 +79,10 @@ def hand_made_recipes(refine_choices: tuple[str, ...], update_choices: tuple[str
     texts = {name: candidate_text(r) for name, r in out.items()}
     if update:
         texts["sparsegpt"] = "sparsegpt"
+        steps = max(parse_update(u).get("resolve", 0) for u in update_choices)
+        if steps:
+            texts["sparsegpt+resolve"] = candidate_text(Recipe.parse(SPARSEGPT_SCORE,
+                                                                     update=f"sweep:resolve={steps:g}"))
     return texts
 
 
