@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
@@ -34,6 +35,8 @@ from evoprune.prune.recipe import Recipe
 from evoprune.stats.cache import cached_dense_stats
 
 Progress = Callable[[str, int, int], None]
+
+log = logging.getLogger(__name__)  # the CLI shows these lines; library code never prints
 
 
 @dataclass(frozen=True)
@@ -137,6 +140,7 @@ def prune_loaded(loaded: LoadedModel, method: Method, spec: PruneSpec, calib: Ca
     recipe, pattern = spec.recipe, parse_pattern(spec.pattern)
     needs_calib = method.needs_stats or recipe.needs_hessian or recipe.allocation.name in ("owl", "besa", "tree")
     windows = calib_windows(loaded, calib) if needs_calib else None
+    _warn_small_resolve(loaded.model, recipe, calib)
     targets = plan_model_targets(loaded, method, spec, calib, windows, progress)
     if not needs_calib:  # magnitude alone: calibration cannot change the result, skip it
         return prune_with_stats(loaded.model, {}, method, recipe, targets, pattern, spec.group)
@@ -150,6 +154,18 @@ def prune_loaded(loaded: LoadedModel, method: Method, spec: PruneSpec, calib: Ca
     stats = cached_dense_stats(loaded.model, windows, calib, with_hessian=recipe.needs_hessian,
                                with_grad=method.needs_grad, progress=progress)
     return prune_with_stats(loaded.model, stats, method, recipe, targets, pattern, spec.group)
+
+
+def _warn_small_resolve(model: torch.nn.Module, recipe: Recipe, calib: CalibSpec) -> None:
+    """The exact re-solve fits the calibration tokens: with fewer than ~2x the widest layer input it overfits
+    (4 SmolLM2 blocks at 2:4, held-out error against the sweep alone: 512 tokens +2 %, 4,096 −5 %, 8,192 −9 %)."""
+    if not recipe.update.get("resolve", 0):
+        return
+    tokens = calib.nsamples * calib.seqlen
+    width = max(ref.weight().shape[1] for ref in prunable_layers(model).values())
+    if tokens < 2 * width:
+        log.warning("resolve fits %d calibration tokens, fewer than twice the widest layer input (%d): the "
+                    "re-solved weights may overfit them (raise --nsamples or --seqlen)", tokens, width)
 
 
 def layer_table(reports: list[LayerReport]) -> dict:
