@@ -15,6 +15,11 @@ the table to results/discovery.md, with the goals of issue 10 and the margin by 
     # the reconstruct rows guided by the model fitness (the ones that beat SparseGPT), ~14 min each on 2 CPU cores;
     # their overrides column lists what reconstruct.yaml now holds (they were run before the preset took it):
     python benchmarks/discovery.py --resume --tracks reconstruct --settings 50% 70% --tag model-seeded
+    # 2:4 with the exact re-solve of the kept weights (~41 min; its table adds SparseGPT's mask re-solved):
+    python benchmarks/discovery.py --resume --tracks reconstruct --settings 2:4 --tag resolve-seeded \
+        --set population=16 --set generations=5 --set rescore_top=1 --set reselect_top=0 \
+        --set seed_baselines=true --set evaluation.fitness=model --set evaluation.fitness_rows=1 \
+        --set 'update_choices=["obs:resolve=20","sweep:groups=4,resolve=20"]'
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from pathlib import Path
 
 RESULTS = Path(__file__).parent / "results"
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from thread_noise import evolved_vs_sparsegpt, threads_text  # noqa: E402  (one comparison for both reports)
+from thread_noise import evolved_vs_rival, short, threads_text  # noqa: E402  (one comparison for both reports)
 
 ROWS = RESULTS / "discovery.rows.jsonl"
 RUNS = Path("runs/discovery")
@@ -108,16 +113,17 @@ def thread_noise() -> list[str]:
     if not path.is_file():
         return []
     rows = [json.loads(x) for x in path.read_text().splitlines()]
-    cells = [f"{r['method'].removeprefix('benchmarks/recipes/')} {r['pattern']} {r['perplexity']:.2f} "
-             f"({threads_text(r['threads'])})" for r in rows]
+    cells = [f"{short(r['method'])} {r['pattern']} {r['perplexity']:.2f} ({threads_text(r['threads'])})"
+             for r in rows]
     verdicts = []
-    for pattern, (_, ratios) in evolved_vs_sparsegpt(rows).items():
+    for rival, evolved, pattern, ratios in evolved_vs_rival(rows):
         wins = {ratio < 1 for ratio in ratios.values()}
         where = "50 % unstructured" if pattern == "unstructured" else pattern
-        verdicts.append(f"{'At' if not verdicts else 'at'} {where} the evolved recipe " + (
-            "and SparseGPT swap places between thread counts: a tie within rounding noise, whichever way the "
+        name = "SparseGPT" if rival == "sparsegpt" else f"`{short(rival)}`"
+        verdicts.append(f"{'At' if not verdicts else 'at'} {where} the evolved `{short(evolved)}` " + (
+            f"and {name} swap places between thread counts: a tie within rounding noise, whichever way the "
             "table's single measurement falls" if len(wins) > 1 else
-            f"is {'ahead of' if wins == {True} else 'behind'} SparseGPT at every thread count"))
+            f"is {'ahead of' if wins == {True} else 'behind'} {name} at every thread count"))
     return ["", "The thread count alone (summation order) moves the same prunes ([thread_noise.md](thread_noise.md)): "
             + ", ".join(cells) + ". " + "; ".join(verdicts) + "."]
 

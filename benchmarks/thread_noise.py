@@ -4,7 +4,8 @@ threads: the same code and data, only the summation order of the matrix products
 
 Writes benchmarks/results/thread_noise.md (+ .rows.jsonl).
 
-    python benchmarks/thread_noise.py          # 8 prunes, ~17 min on an idle 2-core VM
+    python benchmarks/thread_noise.py                   # 12 prunes, ~28 min on an idle 2-core VM
+    python benchmarks/thread_noise.py --only resolve    # the comparisons naming "resolve"; other rows kept
 """
 
 from __future__ import annotations
@@ -17,19 +18,29 @@ from pathlib import Path
 
 RESULTS = Path(__file__).parent / "results"
 ROWS = RESULTS / "thread_noise.rows.jsonl"
-# (method, pattern): the hand-made rival and the evolved recipe of each reconstruct setting with a sweep
-PAIRS = (("sparsegpt", "unstructured"), ("benchmarks/recipes/reconstruct-50.json", "unstructured"),
-         ("sparsegpt", "2:4"), ("benchmarks/recipes/reconstruct-2of4.json", "2:4"))
+# (hand-made rival, evolved recipe, pattern): each reconstruct setting whose evolved recipe has a sweep; the
+# re-solved recipe (`resolve=20`) against SparseGPT, then against SparseGPT's mask with the same re-solve
+COMPARISONS = (("sparsegpt", "benchmarks/recipes/reconstruct-50.json", "unstructured"),
+               ("sparsegpt", "benchmarks/recipes/reconstruct-2of4.json", "2:4"),
+               ("sparsegpt", "benchmarks/recipes/reconstruct-2of4-resolve.json", "2:4"),
+               ("benchmarks/recipes/sparsegpt-resolve.json", "benchmarks/recipes/reconstruct-2of4-resolve.json",
+                "2:4"))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--only", default=None, help="the comparisons naming this text; keeps the other rows")
     parser.add_argument("--report-only", action="store_true")
     args = parser.parse_args()
+    kept = [json.loads(x) for x in ROWS.read_text().splitlines()] if ROWS.is_file() else []
     if args.report_only:
-        write([json.loads(x) for x in ROWS.read_text().splitlines()])
+        write(kept)
         return
+    comparisons = [c for c in COMPARISONS if args.only is None or any(args.only in part for part in c)]
+    if not comparisons:
+        parser.error(f"no comparison names {args.only!r}")
+    prunes = list(dict.fromkeys((name, c[2]) for c in comparisons for name in c[:2]))
     os.environ.setdefault("EVOPRUNE_DATA_DIR", str(Path(__file__).resolve().parents[2] / "shared" / "data"))
     import torch  # here, not at import: discovery.py imports this module's report helpers
 
@@ -44,11 +55,11 @@ def main() -> None:
     windows = evaluation_windows(loaded, evaluation)
     original = snapshot(loaded.model)
     RESULTS.mkdir(exist_ok=True)
-    ROWS.write_text("")
-    rows = []
+    rows = [r for r in kept if args.only is not None and (r["method"], r["pattern"]) not in prunes]
+    ROWS.write_text("".join(json.dumps(r) + "\n" for r in rows))
     for threads in args.threads:
         torch.set_num_threads(threads)
-        for name, pattern in PAIRS:
+        for name, pattern in prunes:
             loaded.model.load_state_dict(original)
             start = time.perf_counter()
             method, recipe = resolve_recipe(name, calib.seqlen)
@@ -82,10 +93,10 @@ def write(rows: list[dict]) -> None:
         cells = " | ".join("-" if v is None else f"{v:.2f}" for v in values)
         known = [v for v in values if v is not None]
         lines.append(f"| {name} | {pattern} | {cells} | {max(known) / min(known) - 1:.1%} |")
-    lines += ["", "Evolved against SparseGPT at the same pattern and thread count (negative: the evolved recipe wins):",
-              ""]
-    for pattern, (evolved, ratios) in evolved_vs_sparsegpt(rows).items():
-        lines.append(f"- {pattern}: `{evolved}`: "
+    lines += ["", "Evolved against its hand-made rival at the same pattern and thread count (negative: the evolved "
+              "recipe wins):", ""]
+    for rival, evolved, pattern, ratios in evolved_vs_rival(rows):
+        lines.append(f"- {pattern}: `{short(evolved)}` against `{short(rival)}`: "
                      + ", ".join(f"{threads_text(t)}: {ratio - 1:+.1%}" for t, ratio in ratios.items()))
     (RESULTS / "thread_noise.md").write_text("\n".join(lines) + "\n")
 
@@ -94,17 +105,20 @@ def threads_text(threads: int) -> str:
     return f"{threads} thread{'s' * (threads > 1)}"
 
 
-def evolved_vs_sparsegpt(rows: list[dict]) -> dict[str, tuple[str, dict[int, float]]]:
-    """Per pattern: (the evolved recipe, {threads: its perplexity / SparseGPT's}) where both were measured."""
+def short(method: str) -> str:
+    return method.removeprefix("benchmarks/recipes/")
+
+
+def evolved_vs_rival(rows: list[dict]) -> list[tuple[str, str, str, dict[int, float]]]:
+    """Per comparison measured: (rival, evolved, pattern, {threads: evolved perplexity / rival's})."""
     ppl = {(r["method"], r["pattern"], r["threads"]): r["perplexity"] for r in rows}
-    out = {}
-    for pattern in dict.fromkeys(r["pattern"] for r in rows):
-        evolved = next((r["method"] for r in rows if r["pattern"] == pattern and r["method"] != "sparsegpt"), None)
-        ratios = {t: ppl[(evolved, pattern, t)] / ppl[("sparsegpt", pattern, t)]
-                  for t in sorted({r["threads"] for r in rows})
-                  if (evolved, pattern, t) in ppl and ("sparsegpt", pattern, t) in ppl}
-        if evolved and ratios:
-            out[pattern] = (evolved, ratios)
+    threads = sorted({r["threads"] for r in rows})
+    out = []
+    for rival, evolved, pattern in COMPARISONS:
+        ratios = {t: ppl[(evolved, pattern, t)] / ppl[(rival, pattern, t)] for t in threads
+                  if (evolved, pattern, t) in ppl and (rival, pattern, t) in ppl}
+        if ratios:
+            out.append((rival, evolved, pattern, ratios))
     return out
 
 

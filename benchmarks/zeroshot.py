@@ -24,9 +24,11 @@ ROWS = RESULTS / "zeroshot.rows.jsonl"
 METHODS = ("magnitude", "wanda", "ria", "sparsegpt")
 # Pruner-Zero's published evolved formula (built in): the metric the issue's motivation is about; then evoprune's
 # own evolved recipes, each at the setting it was searched for: the README's quick search (50 %) and the discovery
-# benchmark's reconstruct 2:4 search (its metric-only 2:4 searches returned the seeded hand-made Wanda+swaps).
+# benchmark's reconstruct 2:4 searches, without and with the re-solve (its metric-only 2:4 searches returned the
+# seeded hand-made Wanda+swaps); and the re-solve's hand-made rival, SparseGPT's mask re-solved (both patterns).
 EVOLVED = "pruner-zero"
-RECIPES = ("benchmarks/recipes/quick-best.json", "benchmarks/recipes/reconstruct-2of4.json")
+RECIPES = ("benchmarks/recipes/quick-best.json", "benchmarks/recipes/reconstruct-2of4.json",
+           "benchmarks/recipes/sparsegpt-resolve.json", "benchmarks/recipes/reconstruct-2of4-resolve.json")
 
 
 def main() -> None:
@@ -109,8 +111,12 @@ def main() -> None:
 
 def recipe_patterns(path: str) -> tuple[str, ...]:
     """The patterns an exported recipe was searched for ("unstructured" for a sparsity): its rows. A recipe's
-    per-layer allocation has no N:M form and an N:M recipe was not chosen for unstructured masks."""
-    settings = json.loads(Path(path).read_text()).get("provenance", {}).get("settings") or []
+    per-layer allocation has no N:M form and an N:M recipe was not chosen for unstructured masks. A hand-made
+    recipe file (no provenance) gets both."""
+    provenance = json.loads(Path(path).read_text()).get("provenance")
+    if provenance is None:  # a hand-made recipe file: like a built-in, at both
+        return ("2:4", "unstructured")
+    settings = provenance.get("settings") or []
     patterns = {s.get("pattern") or "unstructured" for s in settings if s.get("sparsity", 0.5) == 0.5}
     return tuple(p for p in ("2:4", "unstructured") if p in patterns) or ("unstructured",)
 
@@ -125,9 +131,11 @@ def paired_difference(row: dict, rival: dict) -> tuple[float, float]:
 def recipe_text(path: str) -> str:
     """One line: the recipe's stages and where it was searched."""
     data = json.loads(Path(path).read_text())
-    recipe = data.get("recipe") or {"score": data.get("formula")}
+    recipe = data.get("recipe") or ({"score": data["formula"]} if "formula" in data else data)  # else hand-made
     stages = ", ".join(f"{k} `{v}`" for k, v in recipe.items() if k != "score" and v not in (None, "none", "uniform"))
-    prov = data.get("provenance", {})
+    prov = data.get("provenance")
+    if prov is None:
+        return f"score `{recipe['score']}`" + (f", {stages}" if stages else "") + " (hand-made)"
     settings = ", ".join(f"{s['sparsity']:g} {s['pattern'] or 'unstructured'}" for s in prov.get("settings") or [])
     return (f"score `{data.get('text', recipe['score'])}`" + (f", {stages}" if stages else "")
             + f" (evolved by `{prov.get('run', '?')}` at {settings or '?'}, {prov.get('fitness_type', '?')} fitness)")
@@ -160,8 +168,8 @@ def write(rows: list[dict], protocol: dict | None) -> None:
              "(a conservative rule: every row scores the same pairs, so paired differences vary less).",
              "Perplexity: wikitext2 test, first 16,384 tokens, 512-token windows. Pruning: calibration 32 x 256 "
              "tokens of wikitext2 valid, seed 0, sequential (block by block), comparison group row; "
-             "pruner-zero is Pruner-Zero's evolved formula (built in; G from the dense model); a .json row is an "
-             "exported evoprune recipe with its own stages. "
+             "pruner-zero is Pruner-Zero's evolved formula (built in; G from the dense model); a .json row is a "
+             "recipe file (an exported evoprune search result, or hand-made) with its own stages. "
              f"{(protocol or {}).get('dtype', 'float32')} on {(protocol or {}).get('device', 'cpu')}.", "",
              "| method | pattern | sparsity | wikitext2 ppl | BLiMP mean acc (%) | ± s.e. | vs dense (points) | "
              "vs Wanda, same pattern (paired, points ± s.e.) |",
@@ -190,7 +198,7 @@ def write(rows: list[dict], protocol: dict | None) -> None:
                   f"--resume` adds them): {', '.join(missing)}."]
     recipes = sorted({r["method"] for r in rows if r["method"].endswith(".json") and Path(r["method"]).is_file()})
     if recipes:
-        lines += ["", "Evolved recipes (exported search results, applied unchanged):", ""]
+        lines += ["", "Recipe files (exported search results and hand-made recipes, applied unchanged):", ""]
         lines += [f"- `{path}`: {recipe_text(path)}" for path in recipes]
     lines += ["", "Per-set accuracies: `zeroshot.rows.jsonl` (`per_set`). Wall times there were taken on a shared "
               "2-core VM: upper bounds only; accuracies and perplexities do not depend on load."]
