@@ -31,7 +31,7 @@ Update = typer.Option("none", "--update", help="Weight update after masking: non
                       "(SparseGPT's column sweep over a fixed mask), or sweep[:blocksize=128,damp=0.01,groups=1] "
                       "(the metric picks the mask inside the sweep, on the updated weights; W**2/Hinv = SparseGPT); "
                       "obs and sweep take resolve=N: N conjugate-gradient steps toward the exact least-squares "
-                      "weights for the final mask (20: within ~1 %).")
+                      "weights for the final mask (20: within 2 % of its error).")
 
 
 def calib_spec(data: str, nsamples: int, seqlen: int, seed: int) -> CalibSpec:

@@ -20,7 +20,7 @@ from evoprune.prune.stages import StageSpec, parse_stage
 UPDATES: dict[str, tuple[str, ...]] = {"none": (), "obs": ("blocksize", "damp", "resolve"),
                                        "sweep": ("blocksize", "damp", "groups", "resolve")}
 OBS_BLOCKSIZE, OBS_DAMP = 128, 0.01
-MAX_RESOLVE = 1000  # conjugate-gradient steps; 20 already come within ~1 % of the exact error
+MAX_RESOLVE = 1000  # conjugate-gradient steps; 20 already come within 2 % of the exact error
 
 
 def parse_update(text: str) -> StageSpec:
