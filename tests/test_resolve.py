@@ -18,8 +18,8 @@ from evoprune.prune.apply import prune_weight
 from evoprune.prune.masks import parse_pattern
 from evoprune.prune.method import layer_leaves
 from evoprune.prune.recipe import Recipe
-from evoprune.prune.resolve import damped_hessian, resolve_kept
-from evoprune.prune.sparsegpt import sparsegpt_prune
+from evoprune.prune.resolve import resolve_kept
+from evoprune.prune.sparsegpt import damped_hessian, sparsegpt_prune
 from evoprune.prune.sweep import SPARSEGPT_SCORE
 from evoprune.prune.update import parse_update
 from evoprune.search.report import hand_made_recipes

@@ -15,14 +15,7 @@ from __future__ import annotations
 
 import torch
 
-
-def damped_hessian(hessian: torch.Tensor, percdamp: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """(H with percdamp · mean diagonal added, dead input columns), as the OBS sweep damps it."""
-    h = hessian.detach().clone().float()
-    dead = torch.diagonal(h) == 0
-    h[dead, dead] = 1.0
-    torch.diagonal(h).add_(percdamp * torch.diagonal(h).mean())
-    return h, dead
+from evoprune.prune.sparsegpt import damped_hessian
 
 
 @torch.no_grad()

@@ -23,22 +23,22 @@ BlockMask = Callable[[int, int, torch.Tensor, torch.Tensor], torch.Tensor]
 GroupMask = Callable[[int, torch.Tensor, torch.Tensor, torch.Tensor], None]
 
 
-def _inverse_hessian_cholesky(hessian: torch.Tensor, percdamp: float) -> torch.Tensor:
-    h = hessian.clone()
-    diag = torch.diagonal(h)
-    diag += percdamp * diag.mean()
-    h = torch.cholesky_inverse(torch.linalg.cholesky(h))
-    return torch.linalg.cholesky(h, upper=True)
+def damped_hessian(hessian: torch.Tensor, percdamp: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(a float copy of H, dead inputs' diagonal set to 1, plus percdamp · its mean diagonal; the dead input
+    columns): the matrix every sweep and the exact re-solve (`resolve.py`) work with."""
+    h = hessian.detach().clone().float()
+    dead = torch.diagonal(h) == 0
+    h[dead, dead] = 1.0
+    torch.diagonal(h).add_(percdamp * torch.diagonal(h).mean())
+    return h, dead
 
 
 @torch.no_grad()
 def inverse_factor(hessian: torch.Tensor, percdamp: float) -> tuple[torch.Tensor, torch.Tensor]:
     """(upper Cholesky factor of the damped inverse Hessian, dead input columns): what a sweep needs of H, which
     depends on H alone (a fitness computes it once per layer and reuses it for every mask)."""
-    h = hessian.detach().clone().float()
-    dead = torch.diagonal(h) == 0
-    h[dead, dead] = 1.0
-    return _inverse_hessian_cholesky(h, percdamp), dead
+    h, dead = damped_hessian(hessian, percdamp)
+    return torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(h)), upper=True), dead
 
 
 @torch.no_grad()
