@@ -130,8 +130,11 @@ def paired_difference(row: dict, rival: dict) -> tuple[float, float]:
 
 def recipe_text(path: str) -> str:
     """One line: the recipe's stages and where it was searched."""
+    from evoprune.export.metric_file import load_recipe_file
+
     data = json.loads(Path(path).read_text())
-    recipe = data.get("recipe") or ({"score": data["formula"]} if "formula" in data else data)  # else hand-made
+    loaded = load_recipe_file(path)  # an exported recipe or a plain (hand-made) one; None: a bare exported formula
+    recipe = loaded.to_dict() if loaded is not None else {"score": data["formula"]}
     stages = ", ".join(f"{k} `{v}`" for k, v in recipe.items() if k != "score" and v not in (None, "none", "uniform"))
     prov = data.get("provenance")
     if prov is None:
