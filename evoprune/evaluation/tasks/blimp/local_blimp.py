@@ -34,3 +34,13 @@ def load_set(set_name: str, data_dir: str | None = None, **_metadata: Any):
     # Only the fields the template reads: the original files mix types in some optional columns.
     rows = [{"sentence_good": r["sentence_good"], "sentence_bad": r["sentence_bad"]} for r in rows]
     return datasets.DatasetDict({"train": datasets.Dataset.from_list(rows)})
+
+
+def no_context(doc: dict) -> str:
+    """The context before each sentence: none, as in lm-eval's BLiMP (the whole sentence is scored)."""
+    return ""
+
+
+def choices(doc: dict) -> list[str]:
+    """The two candidates; the target is 0, the grammatical one."""
+    return [doc["sentence_good"], doc["sentence_bad"]]
