@@ -44,10 +44,13 @@ def main() -> None:
     parser.add_argument("--resume", action="store_true", help="skip rows already in zeroshot.rows.jsonl")
     parser.add_argument("--only", nargs="*", default=None, metavar="METHOD@PATTERN",
                         help="measure just these rows, in this order (e.g. dense@- wanda@2:4 sparsegpt@unstructured)")
-    parser.add_argument("--report-only", action="store_true", help="rewrite zeroshot.md from the rows file")
+    parser.add_argument("--report-only", action="store_true", help="rewrite the report from the rows file")
+    parser.add_argument("--rows", type=Path, default=ROWS,
+                        help="rows file (default results/zeroshot.rows.jsonl); the report is written beside it, "
+                             "named after it: zeroshot_full_gpu.rows.jsonl -> zeroshot_full_gpu.md and .json")
     args = parser.parse_args()
     if args.report_only:
-        write([json.loads(x) for x in ROWS.read_text().splitlines()], None)
+        write([json.loads(x) for x in args.rows.read_text().splitlines()], None, args.rows)
         return
     os.environ.setdefault("EVOPRUNE_DATA_DIR", str(Path(__file__).resolve().parents[2] / "shared" / "data"))
     torch.set_num_threads(args.threads)
@@ -65,9 +68,9 @@ def main() -> None:
                 "device": str(next(loaded.model.parameters()).device),
                 "dtype": str(next(loaded.model.parameters()).dtype).removeprefix("torch.")}
     RESULTS.mkdir(exist_ok=True)
-    rows = [json.loads(x) for x in ROWS.read_text().splitlines()] if args.resume and ROWS.is_file() else []
+    rows = [json.loads(x) for x in args.rows.read_text().splitlines()] if args.resume and args.rows.is_file() else []
     if not args.resume:
-        ROWS.write_text("")
+        args.rows.write_text("")
     done = {(r["method"], r["pattern"]) for r in rows}
     original = snapshot(loaded.model)
     # Cheapest first (SparseGPT and the gradient pass of an evolved metric with G last), so an interrupted run
@@ -102,11 +105,11 @@ def main() -> None:
                "lm_eval_version": zs["lm_eval_version"]}
         print(json.dumps({k: v for k, v in row.items() if k != "per_set"}), flush=True)
         rows.append(row)
-        with open(ROWS, "a") as fh:
+        with open(args.rows, "a") as fh:
             fh.write(json.dumps(row) + "\n")
-        write(rows, protocol)
+        write(rows, protocol, args.rows)
     loaded.model.load_state_dict(original)
-    write(rows, protocol)
+    write(rows, protocol, args.rows)
 
 
 def recipe_patterns(path: str) -> tuple[str, ...]:
@@ -150,16 +153,28 @@ def planned_rows(evolved: list[str]) -> list[tuple[str, str]]:
                                for p in (recipe_patterns(m) if m.endswith(".json") else ("2:4", "unstructured"))]
 
 
-def write(rows: list[dict], protocol: dict | None) -> None:
+def shown(path: Path) -> str:
+    """A path as a reader re-runs it: relative to the repository root when it lies inside."""
+    root = Path(__file__).resolve().parents[1]
+    return str(path.resolve().relative_to(root)) if path.resolve().is_relative_to(root) else str(path)
+
+
+def write(rows: list[dict], protocol: dict | None, rows_path: Path = ROWS) -> None:
+    """The report beside `rows_path`: <name>.md, and <name>.json with the protocol (read back by --report-only)."""
+    stem = rows_path.name.removesuffix(".rows.jsonl")
+    record, report = rows_path.with_name(f"{stem}.json"), rows_path.with_name(f"{stem}.md")
     if protocol is not None:
-        (RESULTS / "zeroshot.json").write_text(json.dumps({"protocol": protocol, "rows": rows}, indent=2) + "\n")
-    elif (RESULTS / "zeroshot.json").is_file():
-        protocol = json.loads((RESULTS / "zeroshot.json").read_text())["protocol"]
+        record.write_text(json.dumps({"protocol": protocol, "rows": rows}, indent=2) + "\n")
+    elif record.is_file():
+        protocol = json.loads(record.read_text())["protocol"]
     limit = (protocol or {}).get("blimp_limit", "?")
+    device = (protocol or {}).get("device", "cpu")
+    command = "python benchmarks/zeroshot.py" + ("" if device == "cpu" else f" --device {device.split(':')[0]}") \
+        + f" --limit {limit}" + ("" if rows_path.resolve() == ROWS.resolve() else f" --rows {shown(rows_path)}")
     examples = rows[0]["blimp_examples"] if rows else 0
     se = [r["blimp_stderr"] for r in rows]
     lines = ["# Zero-shot accuracy beside perplexity (SmolLM2-135M-Instruct, embedded model)", "",
-             f"Produced by `python benchmarks/zeroshot.py --limit {limit}`: one measurement per row (every step is "
+             f"Produced by `{command}`: one measurement per row (every step is "
              "deterministic, so a run resumed with `--resume`/`--only` gives the same rows). BLiMP through",
              f"lm-evaluation-harness {rows[0]['lm_eval_version'] if rows else ''} (`HFLM` on the in-memory pruned "
              f"model, evoprune's local task definitions over the offline data): all 67 sets, the first {limit} "
@@ -173,39 +188,40 @@ def write(rows: list[dict], protocol: dict | None) -> None:
              "tokens of wikitext2 valid, seed 0, sequential (block by block), comparison group row; "
              "pruner-zero is Pruner-Zero's evolved formula (built in; G from the dense model); a .json row is a "
              "recipe file (an exported evoprune search result, or hand-made) with its own stages. "
-             f"{(protocol or {}).get('dtype', 'float32')} on {(protocol or {}).get('device', 'cpu')}.", "",
+             f"{(protocol or {}).get('dtype', 'float32')} on {device}.", "",
              "| method | pattern | sparsity | wikitext2 ppl | BLiMP mean acc (%) | ± s.e. | vs dense (points) | "
-             "vs Wanda, same pattern (paired, points ± s.e.) |",
-             "|---|---|---|---|---|---|---|---|"]
+             "vs Wanda, same pattern (paired, points ± s.e.) | vs SparseGPT, same pattern (paired) |",
+             "|---|---|---|---|---|---|---|---|---|"]
     dense = next((r["blimp_acc"] for r in rows if r["method"] == "dense"), None)
     wanda = {r["pattern"]: r for r in rows if r["method"] == "wanda"}
+    sparsegpt = {r["pattern"]: r for r in rows if r["method"] == "sparsegpt"}
     order = {p: i for i, p in enumerate(("-", "unstructured", "2:4"))}
     methods = {m: i for i, m in enumerate(("dense", *METHODS))}
     for r in sorted(rows, key=lambda r: (order.get(r["pattern"], 9), methods.get(r["method"], 9))):
         delta = f"{(r['blimp_acc'] - dense) * 100:+.1f}" if dense is not None and r["method"] != "dense" else "-"
-        rival = wanda.get(r["pattern"])
-        paired = "-" if rival is None or r is rival else "{:+.1f} ± {:.1f}".format(*paired_difference(r, rival))
+        paired = ["-" if rival is None or r is rival else "{:+.1f} ± {:.1f}".format(*paired_difference(r, rival))
+                  for rival in (wanda.get(r["pattern"]), sparsegpt.get(r["pattern"]))]
         lines.append(f"| {r['method']} | {r['pattern']} | {r['sparsity']:.4f} | {r['perplexity']:.2f} | "
-                     f"{r['blimp_acc'] * 100:.1f} | {r['blimp_stderr'] * 100:.1f} | {delta} | {paired} |")
-    lines += ["", "Paired column: the mean over the 67 sets of (this row's accuracy − Wanda's at the same pattern), in "
-              "points, ± the standard error of that mean from the spread of the 67 per-set differences. The sets are "
-              "the sampled units, so it counts how unevenly a difference falls across BLiMP's phenomena as well as "
-              "pair sampling, and is larger than the binomial s.e.; |difference| > 2 s.e. is a difference that "
-              "holds across the phenomena at about 95 %."]
+                     f"{r['blimp_acc'] * 100:.1f} | {r['blimp_stderr'] * 100:.1f} | {delta} | {' | '.join(paired)} |")
+    lines += ["", "Paired columns: the mean over the 67 sets of (this row's accuracy − Wanda's, or SparseGPT's, at the "
+              "same pattern), in points, ± the standard error of that mean from the spread of the 67 per-set "
+              "differences. The sets are the sampled units, so it counts how unevenly a difference falls across "
+              "BLiMP's phenomena as well as pair sampling, and is larger than the binomial s.e.; |difference| > 2 s.e. "
+              "is a difference that holds across the phenomena at about 95 %."]
     measured = {(r["method"], r["pattern"]) for r in rows}
     evolved = (protocol or {}).get("evolved", [EVOLVED])
     missing = [f"{m} {p}" for m, p in planned_rows([evolved] if isinstance(evolved, str) else evolved)
                if (m, p) not in measured]
     if missing:
-        lines += ["", f"Not measured in this run (out of time; `python benchmarks/zeroshot.py --limit {limit} "
-                  f"--resume` adds them): {', '.join(missing)}."]
+        lines += ["", f"Not measured in this run (out of time; `{command} --resume` adds them): {', '.join(missing)}."]
     recipes = sorted({r["method"] for r in rows if r["method"].endswith(".json") and Path(r["method"]).is_file()})
     if recipes:
         lines += ["", "Recipe files (exported search results and hand-made recipes, applied unchanged):", ""]
         lines += [f"- `{path}`: {recipe_text(path)}" for path in recipes]
-    lines += ["", "Per-set accuracies: `zeroshot.rows.jsonl` (`per_set`). Wall times there were taken on a shared "
-              "2-core VM: upper bounds only; accuracies and perplexities do not depend on load."]
-    (RESULTS / "zeroshot.md").write_text("\n".join(lines) + "\n")
+    lines += ["", f"Per-set accuracies: `{rows_path.name}` (`per_set`). "
+              + ("Wall times there were taken on a shared 2-core VM: upper bounds only; accuracies and perplexities "
+                 "do not depend on load." if device == "cpu" else "Wall times there (`seconds`) are the GPU's.")]
+    report.write_text("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

@@ -129,3 +129,36 @@ def test_baselines_tasks_column_scores_each_rows_own_model(truncated_model_dir, 
 
     assert rows["dense"]["zeroshot"]["scores"]["blimp_adjunct_island"]["acc"] == accuracy(truncated_model_dir)
     assert rows["magnitude"]["zeroshot"]["scores"]["blimp_adjunct_island"]["acc"] == accuracy(tmp_path / "pruned")
+
+
+def _zeroshot_benchmark():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "zeroshot.py"
+    spec = importlib.util.spec_from_file_location("zeroshot_benchmark", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_zeroshot_report_is_written_beside_its_rows_file_with_paired_columns(tmp_path):
+    bench = _zeroshot_benchmark()
+    sets = [f"blimp_s{i}" for i in range(4)]
+
+    def row(method, pattern, accs):
+        return {"method": method, "pattern": pattern, "sparsity": 0.5, "perplexity": 10.0, "blimp_acc": sum(accs) / 4,
+                "blimp_stderr": 0.01, "blimp_examples": 400, "per_set": dict(zip(sets, accs, strict=True)),
+                "lm_eval_version": "x"}
+
+    rows = [row("dense", "-", [0.9] * 4), row("wanda", "2:4", [0.6, 0.7, 0.6, 0.7]),
+            row("sparsegpt", "2:4", [0.7, 0.7, 0.7, 0.7]), row("x.json", "2:4", [0.8, 0.8, 0.8, 0.8])]
+    rows_path = tmp_path / "full.rows.jsonl"
+    bench.write(rows, {"blimp_limit": 1000, "device": "cuda:0", "dtype": "float32", "evolved": []}, rows_path)
+    report = (tmp_path / "full.md").read_text()
+    assert json.loads((tmp_path / "full.json").read_text())["protocol"]["device"] == "cuda:0"
+    assert f"--device cuda --limit 1000 --rows {rows_path}" in report
+    # x.json: +15 points against Wanda (per-set differences 20, 10, 20, 10), +10 against SparseGPT (no spread)
+    assert "| x.json | 2:4 | 0.5000 | 10.00 | 80.0 | 1.0 | -10.0 | +15.0 ± 2.9 | +10.0 ± 0.0 |" in report
+    assert "| sparsegpt | 2:4 | 0.5000 | 10.00 | 70.0 | 1.0 | -20.0 | +5.0 ± 2.9 | - |" in report
+    assert not (bench.RESULTS / "full.md").exists()
