@@ -4,7 +4,7 @@ threads: the same code and data, only the summation order of the matrix products
 
 Writes benchmarks/results/thread_noise.md (+ .rows.jsonl).
 
-    python benchmarks/thread_noise.py                   # 12 prunes, ~28 min on an idle 2-core VM
+    python benchmarks/thread_noise.py                   # 16 prunes, ~45 min on an idle 2-core VM
     python benchmarks/thread_noise.py --only resolve    # the comparisons naming "resolve"; other rows kept
 """
 
@@ -18,13 +18,19 @@ from pathlib import Path
 
 RESULTS = Path(__file__).parent / "results"
 ROWS = RESULTS / "thread_noise.rows.jsonl"
-# (hand-made rival, evolved recipe, pattern): each reconstruct setting whose evolved recipe has a sweep; the
-# re-solved recipe (`resolve=20`) against SparseGPT, then against SparseGPT's mask with the same re-solve
+# A row's setting (its "pattern" field): "unstructured" is 50 %, the name the rows measured first carry.
+SETTINGS = {"unstructured": (0.5, "unstructured"), "70%": (0.7, "unstructured"), "2:4": (None, "2:4")}
+# (hand-made rival, evolved recipe, setting): each reconstruct setting whose evolved recipe has a sweep; the
+# re-solved recipes (`resolve=20`) against SparseGPT, then against SparseGPT's mask with the same re-solve;
+# reconstruct-70-alloc-resolve.json is hand-assembled: the 70 % model-seeded search's allocation, re-solved
 COMPARISONS = (("sparsegpt", "benchmarks/recipes/reconstruct-50.json", "unstructured"),
                ("sparsegpt", "benchmarks/recipes/reconstruct-2of4.json", "2:4"),
                ("sparsegpt", "benchmarks/recipes/reconstruct-2of4-resolve.json", "2:4"),
                ("benchmarks/recipes/sparsegpt-resolve.json", "benchmarks/recipes/reconstruct-2of4-resolve.json",
-                "2:4"))
+                "2:4"),
+               ("benchmarks/recipes/sparsegpt-resolve.json", "benchmarks/recipes/reconstruct-70-resolve.json", "70%"),
+               ("benchmarks/recipes/sparsegpt-resolve.json", "benchmarks/recipes/reconstruct-70-alloc-resolve.json",
+                "70%"))
 
 
 def main() -> None:
@@ -63,7 +69,8 @@ def main() -> None:
             loaded.model.load_state_dict(original)
             start = time.perf_counter()
             method, recipe = resolve_recipe(name, calib.seqlen)
-            spec = PruneSpec(name, 0.5 if pattern == "unstructured" else None, pattern, "row", "sequential")
+            sparsity, mask_pattern = SETTINGS[pattern]
+            spec = PruneSpec(name, sparsity, mask_pattern, "row", "sequential")
             prune_loaded(loaded, method, with_file_stages(spec, recipe), calib)
             row = {"method": name, "pattern": pattern, "threads": threads,
                    "perplexity": perplexity(loaded.model, windows), "seconds": time.perf_counter() - start}
@@ -81,7 +88,8 @@ def write(rows: list[dict]) -> None:
     lines = ["# Rounding noise of the reconstruct track: the same prune at 1 and 2 torch threads", "",
              "Produced by `python benchmarks/thread_noise.py` (one run, one process). SmolLM2-135M-Instruct "
              "(embedded), float32 on CPU, sequential protocol (32 x 256 wikitext2 validation tokens, seed 0; "
-             "perplexity on the first 16,384 wikitext2 test tokens, 512-token windows), 50 % unstructured and 2:4. "
+             "perplexity on the first 16,384 wikitext2 test tokens, 512-token windows), 50 % unstructured "
+             "(`unstructured`), 70 % unstructured and 2:4. "
              "Only `torch.set_num_threads` changes between columns: the summation order of the matrix products, "
              "hence float rounding. A rounding difference flips a near-tie of a mask, the update carries it into "
              "the layer's other weights and the sequential protocol into every later block.", "",
