@@ -41,7 +41,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="float32", help="float32 (default: the CPU tables' numbers), bfloat16, auto")
-    parser.add_argument("--resume", action="store_true", help="skip rows already in zeroshot.rows.jsonl")
+    parser.add_argument("--resume", action="store_true", help="skip rows already in the rows file (--rows)")
     parser.add_argument("--only", nargs="*", default=None, metavar="METHOD@PATTERN",
                         help="measure just these rows, in this order (e.g. dense@- wanda@2:4 sparsegpt@unstructured)")
     parser.add_argument("--report-only", action="store_true", help="rewrite the report from the rows file")
