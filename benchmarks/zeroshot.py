@@ -49,6 +49,8 @@ def main() -> None:
                         help="rows file (default results/zeroshot.rows.jsonl); the report is written beside it, "
                              "named after it: zeroshot_full_gpu.rows.jsonl -> zeroshot_full_gpu.md and .json")
     args = parser.parse_args()
+    if args.report_only and not args.rows.is_file():
+        parser.error(f"--report-only: no rows file {args.rows}")
     if args.report_only:
         write([json.loads(x) for x in args.rows.read_text().splitlines()], None, args.rows)
         return
